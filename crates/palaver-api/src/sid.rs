@@ -1,0 +1,197 @@
+//! Resource identifiers: a two-letter prefix naming the kind of resource, then 32 lowercase hex digits.
+//!
+//! Each kind is its own type, so a function that takes a [`ConversationSid`] cannot be handed a message's SID.
+//! Values are built only by [`parse`](ConversationSid::parse) (validating) or `generate` (random).
+
+use std::fmt;
+
+/// Why a string is not a SID of the expected kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{value}' is not a valid {kind} SID (expected '{prefix}' followed by 32 hex digits)")]
+pub struct SidError {
+    /// The rejected input, cut to a readable length.
+    pub value: String,
+    /// The kind of resource that was expected.
+    pub kind: &'static str,
+    /// The prefix that kind's SIDs start with.
+    pub prefix: &'static str,
+}
+
+/// Returns true when `value` has the shape of a SID with `prefix`; hex digits may be of either case.
+pub fn has_sid_shape(value: &str, prefix: &str) -> bool {
+    value.len() == 34 && value.starts_with(prefix) && value.as_bytes()[2..].iter().all(u8::is_ascii_hexdigit)
+}
+
+fn random_hex32() -> String {
+    let mut bytes = [0u8; 16];
+    // The OS random source failing is not something a caller can recover from.
+    getrandom::fill(&mut bytes).expect("the operating system's random source is unavailable");
+    let mut out = String::with_capacity(32);
+    for b in bytes {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+macro_rules! define_sid {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The two letters every SID of this kind starts with.
+            pub const PREFIX: &'static str = $prefix;
+
+            /// Validates `value` as a SID of this kind.
+            ///
+            /// # Errors
+            /// [`SidError`] when the prefix is wrong, the length is not 34, or a character is not hex.
+            pub fn parse(value: &str) -> Result<Self, SidError> {
+                if has_sid_shape(value, $prefix) {
+                    Ok(Self(value.to_string()))
+                } else {
+                    Err(SidError {
+                        value: value.chars().take(64).collect(),
+                        kind: $kind,
+                        prefix: $prefix,
+                    })
+                }
+            }
+
+            /// A new random SID of this kind.
+            pub fn generate() -> Self {
+                Self(format!("{}{}", $prefix, random_hex32()))
+            }
+
+            /// The SID as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = SidError;
+            fn from_str(s: &str) -> Result<Self, SidError> {
+                Self::parse(s)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                Self::parse(&raw).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+define_sid!(
+    /// An account (`AC…`): the owner of everything on a Palaver server.
+    AccountSid, "AC", "account"
+);
+define_sid!(
+    /// A conversation service (`IS…`): an isolated namespace of conversations, users and roles.
+    ServiceSid, "IS", "conversation service"
+);
+define_sid!(
+    /// A conversation (`CH…`).
+    ConversationSid, "CH", "conversation"
+);
+define_sid!(
+    /// A message (`IM…`).
+    MessageSid, "IM", "message"
+);
+define_sid!(
+    /// A participant of a conversation (`MB…`).
+    ParticipantSid, "MB", "participant"
+);
+define_sid!(
+    /// A conversation user (`US…`).
+    UserSid, "US", "user"
+);
+define_sid!(
+    /// A role (`RL…`).
+    RoleSid, "RL", "role"
+);
+define_sid!(
+    /// An API key (`SK…`), a second credential for the REST API and the signer of access tokens.
+    ApiKeySid, "SK", "API key"
+);
+define_sid!(
+    /// A messaging service (`MG…`), kept on conversations for compatibility.
+    MessagingServiceSid, "MG", "messaging service"
+);
+define_sid!(
+    /// A delivery receipt (`DY…`).
+    DeliveryReceiptSid, "DY", "delivery receipt"
+);
+define_sid!(
+    /// A conversation-scoped webhook (`WH…`).
+    WebhookSid, "WH", "webhook"
+);
+define_sid!(
+    /// A media item (`ME…`).
+    MediaSid, "ME", "media"
+);
+define_sid!(
+    /// A content template (`HX…`).
+    ContentSid, "HX", "content template"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_accepts_prefix_and_32_hex_digits() {
+        let sid = ConversationSid::parse("CH0123456789abcdef0123456789ABCDEF").unwrap();
+        assert_eq!(sid.as_str(), "CH0123456789abcdef0123456789ABCDEF");
+    }
+
+    #[test]
+    fn parse_rejects_wrong_prefix_length_and_characters() {
+        for bad in [
+            "IM0123456789abcdef0123456789abcdef",
+            "CH0123456789abcdef0123456789abcde",
+            "CH0123456789abcdef0123456789abcdeg",
+            "",
+            "CH",
+        ] {
+            assert!(ConversationSid::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn generated_sids_parse_and_differ() {
+        let a = MessageSid::generate();
+        let b = MessageSid::generate();
+        assert_ne!(a, b);
+        assert!(MessageSid::parse(a.as_str()).is_ok());
+        assert!(a.as_str().starts_with("IM"));
+    }
+}

@@ -1,0 +1,94 @@
+//! A minimal realtime client built for load: many requests in flight per connection, replies matched by id,
+//! events handed to a callback on the reader task (no queue to grow).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{BenchError, Result};
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value>>>>>;
+
+/// Called with every non-reply frame, on the connection's reader task.
+pub(crate) type OnFrame = Arc<dyn Fn(&Value) + Send + Sync>;
+
+/// One realtime connection.
+#[derive(Clone)]
+pub(crate) struct Conn {
+    outgoing: mpsc::UnboundedSender<Message>,
+    pending: Pending,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Conn {
+    /// Opens a connection and sends `connect`.
+    pub(crate) async fn open(url: &str, token: &str, on_frame: Option<OnFrame>) -> Result<Self> {
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| BenchError::Server(e.to_string()))?;
+        let (mut sink, mut stream) = socket.split();
+        let (outgoing, mut queued) = mpsc::unbounded_channel::<Message>();
+        tokio::spawn(async move {
+            while let Some(message) = queued.recv().await {
+                if sink.send(message).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let pending: Pending = Arc::default();
+        let replies = Arc::clone(&pending);
+        tokio::spawn(async move {
+            while let Some(next) = stream.next().await {
+                let message = match next {
+                    Ok(message) => message,
+                    Err(err) => {
+                        eprintln!("connection failed: {err}");
+                        break;
+                    }
+                };
+                if let Message::Close(frame) = &message {
+                    eprintln!("connection closed by the server: {frame:?}");
+                }
+                let Message::Text(text) = message else { continue };
+                // Events nobody asked for are skipped without parsing: a load generator must read fast.
+                if on_frame.is_none() && !text.starts_with(r#"{"type":"reply""#) {
+                    continue;
+                }
+                let Ok(frame) = serde_json::from_str::<Value>(&text) else { continue };
+                if frame["type"] == "reply" {
+                    let id = frame["reply_to"].as_u64().unwrap_or(0);
+                    let waiter = replies.lock().ok().and_then(|mut p| p.remove(&id));
+                    if let Some(waiter) = waiter {
+                        let result = match frame.get("error") {
+                            Some(e) if !e.is_null() => Err(BenchError::Request(e.to_string())),
+                            _ => Ok(frame["result"].clone()),
+                        };
+                        let _ = waiter.send(result);
+                    }
+                } else if let Some(on_frame) = &on_frame {
+                    on_frame(&frame);
+                }
+            }
+            // Fail whatever is still waiting.
+            if let Ok(mut p) = replies.lock() {
+                p.clear();
+            }
+        });
+        let conn = Self { outgoing, pending, next_id: Arc::new(AtomicU64::new(1)) };
+        conn.call("connect", json!({"token": token})).await?;
+        Ok(conn)
+    }
+
+    /// Sends a request and waits for its result.
+    pub(crate) async fn call(&self, method: &str, params: Value) -> Result<Value> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (answer, answered) = oneshot::channel();
+        self.pending.lock().map_err(|_| BenchError::Request("poisoned".into()))?.insert(id, answer);
+        let frame = json!({"id": id, "method": method, "params": params}).to_string();
+        self.outgoing.send(Message::Text(frame.into())).map_err(|_| BenchError::Request("connection closed".into()))?;
+        answered.await.map_err(|_| BenchError::Request("connection closed before the reply".into()))?
+    }
+}

@@ -1,0 +1,454 @@
+//! The scenarios. Each builds its data through the public APIs, runs a bounded workload, and reports.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+use crate::proto::{Conn, OnFrame};
+use crate::report::{Latency, Report};
+use crate::target::Target;
+use crate::{BenchError, Result, Workload};
+
+/// The workloads `palaver bench` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Concurrent senders over several conversations: durable acknowledged messages per second.
+    Ingest,
+    /// One conversation, many listeners, a sender at a fixed rate: end-to-end delivery latency.
+    Fanout,
+    /// Many idle authenticated connections: memory per connection, connect rate.
+    Connections,
+    /// Paging through a long conversation in both directions.
+    History,
+    /// Message create and list through REST with keep-alive.
+    Rest,
+    /// Read-horizon updates and unread counts on a very long conversation.
+    Unread,
+}
+
+impl Scenario {
+    /// Parses a scenario name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "ingest" => Self::Ingest,
+            "fanout" => Self::Fanout,
+            "connections" => Self::Connections,
+            "history" => Self::History,
+            "rest" => Self::Rest,
+            "unread" => Self::Unread,
+            _ => return None,
+        })
+    }
+
+    /// Every scenario's name.
+    pub const NAMES: &'static [&'static str] = &["ingest", "fanout", "connections", "history", "rest", "unread"];
+}
+
+pub(crate) async fn run(scenario: Scenario, target: &Target, w: &Workload) -> Result<Report> {
+    let cpu_before = target.usage().map(|(_, cpu)| cpu);
+    let mut report = match scenario {
+        Scenario::Ingest => ingest(target, w).await?,
+        Scenario::Fanout => fanout(target, w).await?,
+        Scenario::Connections => connections(target, w).await?,
+        Scenario::History => history(target, w).await?,
+        Scenario::Rest => rest(target, w).await?,
+        Scenario::Unread => unread(target, w).await?,
+    };
+    if let Some((rss, cpu)) = target.usage() {
+        report.server_rss_mib = Some(rss as f64 / (1024.0 * 1024.0));
+        report.server_cpu_seconds = cpu_before.map(|before| cpu - before);
+    }
+    Ok(report)
+}
+
+fn histogram() -> Histogram<u64> {
+    // Microseconds from 1 µs to 60 s, three significant digits.
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn micros_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+fn report(scenario: &str, parameters: Value) -> Report {
+    Report {
+        scenario: scenario.into(),
+        parameters,
+        throughput: Vec::new(),
+        latency: Vec::new(),
+        figures: Vec::new(),
+        server_rss_mib: None,
+        server_cpu_seconds: None,
+    }
+}
+
+/// REST helper: POST a form, return the JSON.
+async fn post(http: &reqwest::Client, target: &Target, path: &str, form: &[(&str, &str)]) -> Result<Value> {
+    let (user, password) = target.basic_auth();
+    let response = http
+        .post(format!("{}{path}", target.url))
+        .basic_auth(user, Some(password))
+        .form(form)
+        .send()
+        .await
+        .map_err(|e| BenchError::Request(e.to_string()))?;
+    let status = response.status();
+    let body: Value = response.json().await.map_err(|e| BenchError::Request(e.to_string()))?;
+    if !status.is_success() {
+        return Err(BenchError::Request(format!("{path}: {status} {body}")));
+    }
+    Ok(body)
+}
+
+/// Creates a conversation with these chat participants and returns its SID.
+async fn conversation(http: &reqwest::Client, target: &Target, members: &[String]) -> Result<String> {
+    let created = post(http, target, "/v1/Conversations", &[("FriendlyName", "bench")]).await?;
+    let sid = created["sid"].as_str().unwrap_or_default().to_string();
+    for member in members {
+        post(http, target, &format!("/v1/Conversations/{sid}/Participants"), &[("Identity", member)]).await?;
+    }
+    Ok(sid)
+}
+
+/// Sends `count` messages to `conv` over `connections` connections with `window` requests in flight each,
+/// recording each acknowledgement's latency.
+async fn send_many(conns: &[Conn], conv: &str, count: u64, window: usize, bar: &ProgressBar) -> Result<Histogram<u64>> {
+    let remaining = Arc::new(AtomicU64::new(count));
+    let mut tasks = tokio::task::JoinSet::new();
+    for conn in conns {
+        for _ in 0..window {
+            let (conn, conv, remaining, bar) = (conn.clone(), conv.to_string(), Arc::clone(&remaining), bar.clone());
+            tasks.spawn(async move {
+                let mut h = histogram();
+                while remaining.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
+                    let started = Instant::now();
+                    conn.call("send_message", json!({"conversation": conv, "body": "benchmark message body"})).await?;
+                    h.saturating_record(started.elapsed().as_micros() as u64);
+                    bar.inc(1);
+                }
+                Ok::<_, BenchError>(h)
+            });
+        }
+    }
+    let mut total = histogram();
+    while let Some(joined) = tasks.join_next().await {
+        let h = joined.map_err(|e| BenchError::Request(e.to_string()))??;
+        total.add(&h).map_err(|e| BenchError::Request(e.to_string()))?;
+    }
+    Ok(total)
+}
+
+async fn ingest(target: &Target, w: &Workload) -> Result<Report> {
+    let http = reqwest::Client::new();
+    let senders: Vec<String> = (0..w.senders).map(|i| format!("sender-{i}")).collect();
+    let mut convs = Vec::new();
+    for k in 0..w.conversations {
+        let members: Vec<String> = senders.iter().skip(k).step_by(w.conversations).cloned().collect();
+        convs.push(conversation(&http, target, &members).await?);
+    }
+    let mut conns = Vec::new();
+    for (i, identity) in senders.iter().enumerate() {
+        conns.push((
+            Conn::open(&target.ws_url(), &target.token(identity), None).await?,
+            convs[i % w.conversations].clone(),
+        ));
+    }
+    let bar = progress(w.messages, "ingest");
+    let started = Instant::now();
+    let per_sender = w.messages / w.senders as u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (conn, conv) in conns {
+        let bar = bar.clone();
+        let window = w.window;
+        tasks.spawn(async move { send_many(&[conn], &conv, per_sender, window, &bar).await });
+    }
+    let mut acks = histogram();
+    while let Some(joined) = tasks.join_next().await {
+        let h = joined.map_err(|e| BenchError::Request(e.to_string()))??;
+        acks.add(&h).map_err(|e| BenchError::Request(e.to_string()))?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let mut out = report(
+        "ingest",
+        json!({"senders": w.senders, "conversations": w.conversations, "window": w.window, "messages": per_sender * w.senders as u64}),
+    );
+    out.throughput.push(("messages".into(), acks.len() as f64 / elapsed));
+    out.latency.push(("ack latency".into(), Latency::from_micros(&acks)));
+    Ok(out)
+}
+
+async fn fanout(target: &Target, w: &Workload) -> Result<Report> {
+    let http = reqwest::Client::new();
+    let conv = conversation(&http, target, &["fanout-sender".to_string()]).await?;
+    let latencies = Arc::new(Mutex::new(histogram()));
+    let deliveries = Arc::new(AtomicU64::new(0));
+    let bar = progress(w.listeners as u64, "listeners");
+    let mut listeners = Vec::with_capacity(w.listeners);
+    for i in 0..w.listeners {
+        let (latencies, deliveries) = (Arc::clone(&latencies), Arc::clone(&deliveries));
+        let on_frame: OnFrame = Arc::new(move |frame: &Value| {
+            if frame["kind"] == "message.added"
+                && let Some(sent) = frame["data"]["body"].as_str().and_then(|b| b.parse::<u64>().ok())
+            {
+                let latency = micros_now().saturating_sub(sent);
+                if let Ok(mut h) = latencies.lock() {
+                    h.saturating_record(latency.max(1));
+                }
+                deliveries.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let conn = Conn::open(&target.ws_url(), &target.token(&format!("listener-{i}")), Some(on_frame)).await?;
+        conn.call("subscribe", json!({"conversation": conv})).await?;
+        listeners.push(conn);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let sender = Conn::open(&target.ws_url(), &target.token("fanout-sender"), None).await?;
+    let total = w.rate * w.seconds;
+    let bar = progress(total, "fanout");
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / w.rate as f64));
+    let started = Instant::now();
+    for _ in 0..total {
+        tick.tick().await;
+        sender.call("send_message", json!({"conversation": conv, "body": micros_now().to_string()})).await?;
+        bar.inc(1);
+    }
+    let expected = total * w.listeners as u64;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while deliveries.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let delivered = deliveries.load(Ordering::Relaxed);
+    let mut out = report("fanout", json!({"listeners": w.listeners, "rate": w.rate, "seconds": w.seconds}));
+    out.throughput.push(("deliveries".into(), delivered as f64 / elapsed));
+    let h = latencies.lock().map_err(|_| BenchError::Request("poisoned".into()))?;
+    out.latency.push(("delivery latency".into(), Latency::from_micros(&h)));
+    out.figures.push(("delivered fraction".into(), delivered as f64 / expected.max(1) as f64));
+    drop(listeners);
+    Ok(out)
+}
+
+async fn connections(target: &Target, w: &Workload) -> Result<Report> {
+    let before = target.usage().map(|(rss, _)| rss);
+    let bar = progress(w.listeners as u64, "connect");
+    let started = Instant::now();
+    let mut conns = Vec::with_capacity(w.listeners);
+    let mut connect_latency = histogram();
+    for i in 0..w.listeners {
+        let t = Instant::now();
+        conns.push(Conn::open(&target.ws_url(), &target.token(&format!("idle-{}", i % 1000)), None).await?);
+        connect_latency.saturating_record(t.elapsed().as_micros() as u64);
+        bar.inc(1);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = target.usage().map(|(rss, _)| rss);
+    let mut out = report("connections", json!({"connections": w.listeners}));
+    out.throughput.push(("connects".into(), w.listeners as f64 / elapsed));
+    out.latency.push(("connect latency".into(), Latency::from_micros(&connect_latency)));
+    if let (Some(before), Some(after)) = (before, after) {
+        out.figures
+            .push(("KiB per connection".into(), after.saturating_sub(before) as f64 / 1024.0 / w.listeners as f64));
+        out.figures.push(("server RSS with connections MiB".into(), after as f64 / (1024.0 * 1024.0)));
+    }
+    drop(conns);
+    Ok(out)
+}
+
+/// Fills a conversation with `count` messages as fast as the server takes them.
+async fn fill(target: &Target, conv: &str, identity: &str, count: u64) -> Result<f64> {
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        conns.push(Conn::open(&target.ws_url(), &target.token(identity), None).await?);
+    }
+    let bar = progress(count, "fill");
+    let started = Instant::now();
+    send_many(&conns, conv, count, 64, &bar).await?;
+    bar.finish_and_clear();
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn history(target: &Target, w: &Workload) -> Result<Report> {
+    let http = reqwest::Client::new();
+    let conv = conversation(&http, target, &["historian".to_string()]).await?;
+    let fill_rate = fill(target, &conv, "historian", w.messages).await?;
+    let conn = Conn::open(&target.ws_url(), &target.token("historian"), None).await?;
+    let mut out = report("history", json!({"messages": w.messages, "page_size": 30}));
+    out.figures.push(("fill messages per second".into(), fill_rate));
+    for direction in ["backwards", "forward"] {
+        let bar = progress(w.messages / 30 + 1, direction);
+        let mut anchor: Option<i64> = if direction == "forward" { Some(0) } else { None };
+        let mut pages = 0u64;
+        let mut latency = histogram();
+        let started = Instant::now();
+        loop {
+            let t = Instant::now();
+            let page = conn
+                .call(
+                    "get_messages",
+                    json!({"conversation": conv, "page_size": 30, "anchor": anchor, "direction": direction}),
+                )
+                .await?;
+            latency.saturating_record(t.elapsed().as_micros() as u64);
+            pages += 1;
+            bar.inc(1);
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            let (Some(first), Some(last)) = (items.first(), items.last()) else { break };
+            if direction == "backwards" {
+                if page["has_older"] != true {
+                    break;
+                }
+                anchor = Some(first["index"].as_i64().unwrap_or(0) - 1);
+            } else {
+                if page["has_newer"] != true {
+                    break;
+                }
+                anchor = Some(last["index"].as_i64().unwrap_or(0) + 1);
+            }
+        }
+        bar.finish_and_clear();
+        out.throughput.push((format!("pages {direction}"), pages as f64 / started.elapsed().as_secs_f64()));
+        out.latency.push((format!("page latency {direction}"), Latency::from_micros(&latency)));
+    }
+    Ok(out)
+}
+
+/// Runs `count` REST requests from `clients` concurrent keep-alive clients; `request` builds each one and the
+/// response must have status `expect`. Returns the latency histogram and requests per second.
+async fn rest_phase(
+    http: &reqwest::Client,
+    target: &Target,
+    what: &str,
+    count: u64,
+    clients: usize,
+    expect: u16,
+    request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync + Clone + 'static,
+) -> Result<(Histogram<u64>, f64)> {
+    let bar = progress(count, what);
+    let remaining = Arc::new(AtomicU64::new(count));
+    let (user, password) = (target.basic_auth().0.to_string(), target.basic_auth().1.to_string());
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (http, remaining, bar, request) = (http.clone(), Arc::clone(&remaining), bar.clone(), request.clone());
+        let (user, password) = (user.clone(), password.clone());
+        tasks.spawn(async move {
+            let mut h = histogram();
+            while remaining.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
+                let t = Instant::now();
+                let response = request(&http)
+                    .basic_auth(&user, Some(&password))
+                    .send()
+                    .await
+                    .map_err(|e| BenchError::Request(e.to_string()))?;
+                let status = response.status().as_u16();
+                let _ = response.bytes().await;
+                if status != expect {
+                    return Err(BenchError::Request(format!("answered {status}, expected {expect}")));
+                }
+                h.saturating_record(t.elapsed().as_micros() as u64);
+                bar.inc(1);
+            }
+            Ok::<_, BenchError>(h)
+        });
+    }
+    let mut total = histogram();
+    while let Some(joined) = tasks.join_next().await {
+        total
+            .add(&joined.map_err(|e| BenchError::Request(e.to_string()))??)
+            .map_err(|e| BenchError::Request(e.to_string()))?;
+    }
+    let rate = total.len() as f64 / started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    Ok((total, rate))
+}
+
+async fn rest(target: &Target, w: &Workload) -> Result<Report> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(w.senders)
+        .build()
+        .map_err(|e| BenchError::Request(e.to_string()))?;
+    let conv = conversation(&http, target, &[]).await?;
+    let count = w.messages;
+    let create_url = format!("{}/v1/Conversations/{conv}/Messages", target.url);
+    let (creates, create_rate) = rest_phase(&http, target, "rest create", count, w.senders, 201, move |http| {
+        http.post(&create_url).form(&[("Body", "rest benchmark"), ("Author", "bench")])
+    })
+    .await?;
+    let lists = (count / 10).max(100);
+    let list_url = format!("{}/v1/Conversations/{conv}/Messages?PageSize=50&Order=desc", target.url);
+    let (listed, list_rate) =
+        rest_phase(&http, target, "rest list", lists, w.senders, 200, move |http| http.get(&list_url)).await?;
+    let mut out = report("rest", json!({"clients": w.senders, "creates": count, "lists": lists}));
+    out.throughput.push(("creates".into(), create_rate));
+    out.throughput.push(("lists".into(), list_rate));
+    out.latency.push(("create latency".into(), Latency::from_micros(&creates)));
+    out.latency.push(("list latency".into(), Latency::from_micros(&listed)));
+    Ok(out)
+}
+
+async fn unread(target: &Target, w: &Workload) -> Result<Report> {
+    let http = reqwest::Client::new();
+    let conv = conversation(&http, target, &["reader".to_string()]).await?;
+    let fill_rate = fill(target, &conv, "reader", w.messages).await?;
+    let mut conns = Vec::new();
+    for _ in 0..w.senders.clamp(1, 8) {
+        conns.push(Conn::open(&target.ws_url(), &target.token("reader"), None).await?);
+    }
+    let last = w.messages as i64 - 1;
+    let deadline = Instant::now() + Duration::from_secs(w.seconds);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (c, conn) in conns.iter().enumerate() {
+        for lane in 0..w.window.min(16) {
+            let (conn, conv) = (conn.clone(), conv.clone());
+            tasks.spawn(async move {
+                let (mut updates, mut reads) = (histogram(), histogram());
+                let mut i = (c * 131 + lane * 17) as i64;
+                while Instant::now() < deadline {
+                    i = (i * 7919 + 104_729) % (last + 1);
+                    let t = Instant::now();
+                    conn.call("set_read_horizon", json!({"conversation": conv, "index": i})).await?;
+                    updates.saturating_record(t.elapsed().as_micros() as u64);
+                    let t = Instant::now();
+                    conn.call("get_unread_count", json!({"conversation": conv})).await?;
+                    reads.saturating_record(t.elapsed().as_micros() as u64);
+                }
+                Ok::<_, BenchError>((updates, reads))
+            });
+        }
+    }
+    let (mut updates, mut reads) = (histogram(), histogram());
+    while let Some(joined) = tasks.join_next().await {
+        let (u, r) = joined.map_err(|e| BenchError::Request(e.to_string()))??;
+        updates.add(&u).map_err(|e| BenchError::Request(e.to_string()))?;
+        reads.add(&r).map_err(|e| BenchError::Request(e.to_string()))?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut out = report("unread", json!({"messages": w.messages, "seconds": w.seconds}));
+    out.figures.push(("fill messages per second".into(), fill_rate));
+    out.throughput.push(("horizon updates".into(), updates.len() as f64 / elapsed));
+    out.throughput.push(("unread reads".into(), reads.len() as f64 / elapsed));
+    out.latency.push(("horizon update latency".into(), Latency::from_micros(&updates)));
+    out.latency.push(("unread read latency".into(), Latency::from_micros(&reads)));
+    Ok(out)
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the SDK against the real server, started in-process by `palaver-testkit`.
+
+mod connection;
+mod conversations;
+mod horizon;
+mod live;
+mod paging;
+mod permissions;
+mod support;
+mod walkthrough;

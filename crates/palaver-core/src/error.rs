@@ -1,0 +1,139 @@
+//! Errors of domain operations. Expected failures (a missing resource, a taken name, a closed conversation,
+//! bad input) are kept apart from [`Error::Storage`], the unexpected ones.
+
+use std::fmt;
+
+/// Shorthand for results of domain operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why an operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The addressed resource does not exist (or not in this service / conversation).
+    #[error("{kind} '{id}' was not found")]
+    NotFound {
+        /// What was looked for.
+        kind: ResourceKind,
+        /// The SID, identity or unique name that was looked up.
+        id: String,
+    },
+    /// The change conflicts with an existing resource.
+    #[error("{0}")]
+    Conflict(Conflict),
+    /// The conversation is closed; closed is final.
+    #[error("conversation {0} is closed and cannot be changed")]
+    ConversationClosed(String),
+    /// A limit would be exceeded.
+    #[error("{0}")]
+    LimitExceeded(Limit),
+    /// The caller's roles do not grant the permission the action needs.
+    #[error("the caller lacks the '{0}' permission")]
+    Forbidden(&'static str),
+    /// The caller must be a participant of the conversation.
+    #[error("the caller is not a participant of conversation {0}")]
+    NotAParticipant(String),
+    /// An input value is malformed or out of range.
+    #[error("{0}")]
+    Invalid(#[from] InvalidInput),
+    /// The storage backend failed; the caller cannot fix this.
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+impl Error {
+    /// A not-found error for `kind` looked up by `id`.
+    pub fn not_found(kind: ResourceKind, id: impl fmt::Display) -> Self {
+        Self::NotFound { kind, id: id.to_string() }
+    }
+}
+
+/// The kinds of resources an operation can fail to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum ResourceKind {
+    Service,
+    Conversation,
+    Participant,
+    Message,
+    User,
+    UserConversation,
+    Role,
+    ApiKey,
+}
+
+impl fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Service => "Service",
+            Self::Conversation => "Conversation",
+            Self::Participant => "Participant",
+            Self::Message => "Message",
+            Self::User => "User",
+            Self::UserConversation => "User conversation",
+            Self::Role => "Role",
+            Self::ApiKey => "API key",
+        })
+    }
+}
+
+/// Conflicts with existing resources.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    /// Another conversation in the service has this unique name.
+    #[error("a conversation with unique name '{0}' already exists")]
+    UniqueNameTaken(String),
+    /// The conversation already has a participant with this identity.
+    #[error("a participant with identity '{0}' already exists in this conversation")]
+    ParticipantIdentityTaken(String),
+    /// The conversation already has a participant with this address.
+    #[error("a participant with address '{0}' already exists in this conversation")]
+    ParticipantAddressTaken(String),
+    /// The service already has a user with this identity.
+    #[error("a user with identity '{0}' already exists")]
+    UserIdentityTaken(String),
+    /// The resource is still in use.
+    #[error("{0}")]
+    InUse(String),
+}
+
+/// Limits that an operation would exceed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Limit {
+    /// Participants per conversation.
+    #[error("the conversation already has the maximum of {0} participants")]
+    Participants(usize),
+    /// Non-chat participants per conversation.
+    #[error("the conversation already has the maximum of {0} non-chat participants")]
+    NonChatParticipants(usize),
+    /// Participants in one ConversationWithParticipants request.
+    #[error("at most {0} participants can be given in one request")]
+    ParticipantsPerRequest(usize),
+}
+
+/// A malformed or out-of-range input, naming the parameter as the REST API spells it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Invalid {field}: {reason}")]
+pub struct InvalidInput {
+    /// The parameter name, e.g. `Attributes` or `Timers.Inactive`.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+    /// The domain reason, when a more specific error code exists for it.
+    pub kind: InvalidKind,
+}
+
+/// Invalid inputs that have their own error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidKind {
+    /// Anything without a more specific code.
+    General,
+    /// A unique name shaped like a conversation SID.
+    UniqueNameLooksLikeSid,
+}
+
+impl InvalidInput {
+    /// An invalid `field` for `reason`.
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self { field, reason: reason.into(), kind: InvalidKind::General }
+    }
+}

@@ -1,0 +1,28 @@
+//! Palaver's domain: what a conversation is and which changes to it are allowed.
+//!
+//! - [`model`]: conversations, participants, messages, users, roles, services, API keys (plain data, no
+//!   serialisation: the wire format belongs to `palaver-api` and the transports);
+//! - [`input`]: validated values (attributes, names, identities, durations) built only by `parse`;
+//! - [`store`]: the [`Store`](store::Store) port that every storage backend implements, with the rule that each
+//!   change is written in the same transaction as an [`Event`](event::Event) in its stream's log;
+//! - [`service`]: [`Palaver`](service::Palaver), the operations the transports call;
+//! - [`timers`]: the scheduler that moves conversations to `inactive` and `closed` on time;
+//! - [`error`]: the typed errors of all of the above.
+//!
+//! There is no HTTP and no SQL in this crate.
+
+pub mod clock;
+pub mod error;
+pub mod event;
+pub mod feed;
+pub mod input;
+pub mod model;
+pub mod service;
+pub mod session;
+pub mod store;
+pub mod timers;
+
+pub use clock::{Clock, SystemClock};
+pub use error::{Error, Result};
+pub use service::Palaver;
+pub use store::Store;

@@ -1,0 +1,969 @@
+//! [`Palaver`]: the operations the transports call. It checks the rules that need no stored state, chooses
+//! new SIDs and timestamps, and hands the change to the [`Store`], which applies it atomically together with
+//! its event.
+
+use std::sync::Arc;
+
+use palaver_api::sid::{
+    ApiKeySid, ConversationSid, MessageSid, MessagingServiceSid, ParticipantSid, RoleSid, ServiceSid, UserSid,
+};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use crate::error::{Error, InvalidInput, Limit, Result};
+use crate::input::*;
+use crate::model::*;
+use crate::store::*;
+
+/// Settings of the domain that an operator may change.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Enforce Twilio's timer minimums (1 minute inactive, 10 minutes closed). Tests turn this off to use
+    /// timers of seconds.
+    pub enforce_timer_minimums: bool,
+    /// How long a typing indicator lasts without being repeated.
+    pub typing_timeout: std::time::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { enforce_timer_minimums: true, typing_timeout: std::time::Duration::from_secs(5) }
+    }
+}
+
+/// Which of a conversation's two timers a duration is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerKind {
+    /// Active → inactive.
+    Inactive,
+    /// → closed.
+    Closed,
+}
+
+/// A new conversation as the caller describes it.
+#[derive(Debug, Clone, Default)]
+pub struct CreateConversation {
+    /// Display name.
+    pub friendly_name: Option<FriendlyName>,
+    /// Unique name.
+    pub unique_name: Option<UniqueName>,
+    /// Application data.
+    pub attributes: Option<Attributes>,
+    /// Kept for compatibility.
+    pub messaging_service_sid: Option<MessagingServiceSid>,
+    /// Initial state; `active` when not given.
+    pub state: Option<ConversationState>,
+    /// Inactive timer; the account default when not given.
+    pub inactive_after: Option<TimerDuration>,
+    /// Closed timer; the account default when not given.
+    pub closed_after: Option<TimerDuration>,
+    /// Default email sender address.
+    pub email_address: Option<String>,
+    /// Default email sender name.
+    pub email_name: Option<String>,
+    /// Creation date override (history import).
+    pub date_created: Option<OffsetDateTime>,
+    /// Update date override.
+    pub date_updated: Option<OffsetDateTime>,
+    /// Identity of the creating chat user, if any.
+    pub created_by: Option<String>,
+}
+
+/// Who a new participant is.
+#[derive(Debug, Clone)]
+pub enum ParticipantKind {
+    /// A chat user.
+    Chat(Identity),
+    /// An SMS, WhatsApp or email address.
+    NonChat(MessagingBinding),
+}
+
+/// A new participant as the caller describes it.
+#[derive(Debug, Clone)]
+pub struct AddParticipant {
+    /// Chat or not.
+    pub kind: ParticipantKind,
+    /// Application data.
+    pub attributes: Option<Attributes>,
+    /// Conversation role.
+    pub role_sid: Option<RoleSid>,
+    /// Creation date override.
+    pub date_created: Option<OffsetDateTime>,
+    /// Update date override.
+    pub date_updated: Option<OffsetDateTime>,
+}
+
+/// A new message as the caller describes it.
+#[derive(Debug, Clone, Default)]
+pub struct PostMessage {
+    /// Author; `system` when not given.
+    pub author: Option<String>,
+    /// Text.
+    pub body: Option<String>,
+    /// Email subject.
+    pub subject: Option<String>,
+    /// Application data.
+    pub attributes: Option<Attributes>,
+    /// Content template.
+    pub content_sid: Option<String>,
+    /// Creation date override (history import).
+    pub date_created: Option<OffsetDateTime>,
+    /// Update date override.
+    pub date_updated: Option<OffsetDateTime>,
+    /// Retries with the same key return the first message instead of storing another.
+    pub idempotency_key: Option<String>,
+}
+
+/// A new user as the caller describes it.
+#[derive(Debug, Clone)]
+pub struct CreateUser {
+    /// Identity.
+    pub identity: Identity,
+    /// Display name.
+    pub friendly_name: Option<FriendlyName>,
+    /// Application data.
+    pub attributes: Option<Attributes>,
+    /// Service role.
+    pub role_sid: Option<RoleSid>,
+}
+
+/// Someone is typing: an ephemeral notice, never stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypingNotice {
+    /// The conversation.
+    pub conversation_sid: ConversationSid,
+    /// Who is typing.
+    pub identity: String,
+    /// Their participant.
+    pub participant_sid: ParticipantSid,
+}
+
+/// The domain's entry point: one per server, shared by every transport.
+#[derive(Debug, Clone)]
+pub struct Palaver {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+    timers_changed: Arc<Notify>,
+    feed: Arc<crate::feed::EventFeed>,
+    typing: tokio::sync::broadcast::Sender<Arc<TypingNotice>>,
+    /// Bumped whenever who-may-do-what could have changed (roles, role assignments, membership, unique names),
+    /// so sessions can cache permission checks and know when to drop them.
+    access_epoch: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Palaver {
+    /// Builds the domain over a store and a clock.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+        Self {
+            store,
+            clock,
+            settings,
+            timers_changed: Arc::new(Notify::new()),
+            feed: Arc::new(crate::feed::EventFeed::new()),
+            typing: tokio::sync::broadcast::channel(1024).0,
+            access_epoch: Arc::default(),
+        }
+    }
+
+    /// The current access epoch (see [`Palaver::access_changed`]).
+    pub fn access_epoch(&self) -> u64 {
+        self.access_epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Invalidates every cached permission check.
+    fn access_changed(&self) {
+        self.access_epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The live feed of stored events.
+    pub fn feed(&self) -> &Arc<crate::feed::EventFeed> {
+        &self.feed
+    }
+
+    /// Typing notices, as they happen.
+    pub fn typing_notices(&self) -> tokio::sync::broadcast::Receiver<Arc<TypingNotice>> {
+        self.typing.subscribe()
+    }
+
+    /// Publishes a typing notice.
+    pub fn publish_typing(&self, notice: TypingNotice) {
+        let _ = self.typing.send(Arc::new(notice));
+    }
+
+    /// How long a typing indicator lasts.
+    pub fn typing_timeout(&self) -> std::time::Duration {
+        self.settings.typing_timeout
+    }
+
+    /// The store, for components that read the event log directly.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Signalled whenever a timer may now fire earlier than before.
+    pub fn timers_changed(&self) -> &Arc<Notify> {
+        &self.timers_changed
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// Parses a timer duration, enforcing the minimum for its kind when configured to.
+    ///
+    /// # Errors
+    /// When the text is not an ISO-8601 duration or is below the minimum.
+    pub fn parse_timer(&self, field: &'static str, raw: &str, kind: TimerKind) -> Result<TimerDuration, InvalidInput> {
+        let minimum = match (self.settings.enforce_timer_minimums, kind) {
+            (false, _) => 1,
+            (true, TimerKind::Inactive) => 60,
+            (true, TimerKind::Closed) => 600,
+        };
+        TimerDuration::parse(field, raw, minimum)
+    }
+
+    /// Creates the default service on first start and returns the account configuration.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    pub async fn bootstrap(&self) -> Result<AccountConfig> {
+        let config = self
+            .store
+            .bootstrap(NewService {
+                sid: ServiceSid::generate(),
+                friendly_name: "Default Conversations Service".into(),
+                now: self.now(),
+            })
+            .await?;
+        self.timers_changed.notify_one();
+        Ok(config)
+    }
+
+    /// The account configuration.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    pub async fn account_config(&self) -> Result<AccountConfig> {
+        self.store.account_config().await
+    }
+
+    /// Changes the account configuration; a new default service must exist.
+    ///
+    /// # Errors
+    /// When the default service does not exist.
+    pub async fn update_account_config(&self, patch: AccountConfigPatch) -> Result<AccountConfig> {
+        if let Some(service) = &patch.default_service_sid {
+            self.store.get_service(service).await?;
+        }
+        self.store.update_account_config(patch).await
+    }
+
+    /// The service `/v1/Conversations` works in.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    pub async fn default_service(&self) -> Result<ServiceSid> {
+        Ok(self.store.account_config().await?.default_service_sid)
+    }
+
+    /// Creates a service with the default roles.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    pub async fn create_service(&self, friendly_name: FriendlyName) -> Result<Service> {
+        self.store
+            .create_service(NewService {
+                sid: ServiceSid::generate(),
+                friendly_name: friendly_name.into_string(),
+                now: self.now(),
+            })
+            .await
+    }
+
+    /// One service.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when it does not exist.
+    pub async fn service(&self, sid: &ServiceSid) -> Result<Service> {
+        self.store.get_service(sid).await
+    }
+
+    /// Services.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    pub async fn list_services(&self, page: PageQuery) -> Result<Page<Service>> {
+        self.store.list_services(page).await
+    }
+
+    /// Deletes a service and everything in it.
+    ///
+    /// # Errors
+    /// When it does not exist or is the default service.
+    pub async fn delete_service(&self, sid: &ServiceSid) -> Result<()> {
+        self.store.delete_service(sid).await
+    }
+
+    /// Changes a service's configuration; the roles must exist in the service and be of the right kind.
+    ///
+    /// # Errors
+    /// When the service or a role does not exist, or a role has the wrong kind.
+    pub async fn update_service_config(&self, sid: &ServiceSid, mut patch: ServiceConfigPatch) -> Result<Service> {
+        for (role, kind, field) in [
+            (&patch.creator_role_sid, RoleKind::Conversation, "DefaultConversationCreatorRoleSid"),
+            (&patch.participant_role_sid, RoleKind::Conversation, "DefaultConversationRoleSid"),
+            (&patch.user_role_sid, RoleKind::Service, "DefaultChatServiceRoleSid"),
+        ] {
+            if let Some(role) = role {
+                self.check_role(sid, role, kind, field).await?;
+            }
+        }
+        patch.now = Some(self.now());
+        let updated = self.store.update_service_config(sid, patch).await?;
+        self.access_changed();
+        Ok(updated)
+    }
+
+    async fn check_role(
+        &self,
+        service: &ServiceSid,
+        role: &RoleSid,
+        kind: RoleKind,
+        field: &'static str,
+    ) -> Result<()> {
+        let found = self.store.get_role(service, role).await?;
+        if found.kind != kind {
+            return Err(InvalidInput::new(
+                field,
+                format!("role {role} is a {} role, not a {} role", found.kind.as_str(), kind.as_str()),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    fn build_conversation(
+        &self,
+        service: &ServiceSid,
+        config: &AccountConfig,
+        create: CreateConversation,
+        now: OffsetDateTime,
+    ) -> Conversation {
+        let state = create.state.unwrap_or(ConversationState::Active);
+        let inactive_after = create.inactive_after.or(config.default_inactive_timer);
+        let closed_after = create.closed_after.or(config.default_closed_timer);
+        let timers = arm_timers(state, inactive_after, closed_after, now);
+        let date_created = create.date_created.unwrap_or(now);
+        Conversation {
+            sid: ConversationSid::generate(),
+            service_sid: service.clone(),
+            friendly_name: create.friendly_name.map(FriendlyName::into_string),
+            unique_name: create.unique_name.map(|u| u.as_str().to_string()),
+            attributes: create.attributes.unwrap_or_default(),
+            messaging_service_sid: create
+                .messaging_service_sid
+                .or_else(|| config.default_messaging_service_sid.clone()),
+            state,
+            state_updated: now,
+            timers,
+            created_by: create.created_by,
+            email_binding: EmailBinding { address: create.email_address, name: create.email_name },
+            date_created,
+            date_updated: create.date_updated.unwrap_or(date_created.max(now)),
+            last_message_index: None,
+            last_message_date: None,
+            messages_count: 0,
+            participants_count: 0,
+        }
+    }
+
+    /// Creates a conversation.
+    ///
+    /// # Errors
+    /// When the service does not exist or the unique name is taken.
+    pub async fn create_conversation(&self, service: &ServiceSid, create: CreateConversation) -> Result<Conversation> {
+        Ok(self.create_conversation_with_participants(service, create, Vec::new()).await?.0)
+    }
+
+    /// Creates a conversation together with up to ten participants, atomically.
+    ///
+    /// # Errors
+    /// As [`Palaver::create_conversation`], plus participant errors and [`Limit::ParticipantsPerRequest`].
+    pub async fn create_conversation_with_participants(
+        &self,
+        service: &ServiceSid,
+        create: CreateConversation,
+        participants: Vec<AddParticipant>,
+    ) -> Result<(Conversation, Vec<Participant>)> {
+        if participants.len() > MAX_PARTICIPANTS_PER_REQUEST {
+            return Err(Error::LimitExceeded(Limit::ParticipantsPerRequest(MAX_PARTICIPANTS_PER_REQUEST)));
+        }
+        for p in &participants {
+            if let Some(role) = &p.role_sid {
+                self.check_role(service, role, RoleKind::Conversation, "RoleSid").await?;
+            }
+        }
+        self.store.get_service(service).await?;
+        let config = self.store.account_config().await?;
+        let now = self.now();
+        let conversation = self.build_conversation(service, &config, create, now);
+        let new_participants = participants.into_iter().map(|p| new_participant(p, now)).collect();
+        let created = self.store.create_conversation(NewConversation { conversation }, new_participants).await?;
+        self.timers_changed.notify_one();
+        Ok(created)
+    }
+
+    /// One conversation.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when it does not exist in the service.
+    pub async fn conversation(&self, service: &ServiceSid, conv: &ConversationRef) -> Result<Conversation> {
+        self.store.get_conversation(service, conv).await
+    }
+
+    /// Conversations.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    pub async fn list_conversations(
+        &self,
+        service: &ServiceSid,
+        filter: ConversationFilter,
+        page: PageQuery,
+    ) -> Result<Page<Conversation>> {
+        self.store.list_conversations(service, filter, page).await
+    }
+
+    /// Changes a conversation. Timers given are counted from now.
+    ///
+    /// # Errors
+    /// When it does not exist, is closed, or the unique name is taken.
+    pub async fn update_conversation(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        mut patch: ConversationPatch,
+    ) -> Result<Conversation> {
+        patch.now = Some(self.now());
+        let renames = patch.unique_name.is_some();
+        let updated = self.store.update_conversation(service, conv, patch).await?;
+        if renames {
+            self.access_changed();
+        }
+        self.timers_changed.notify_one();
+        Ok(updated)
+    }
+
+    /// Deletes a conversation.
+    ///
+    /// # Errors
+    /// When it does not exist.
+    pub async fn delete_conversation(&self, service: &ServiceSid, conv: &ConversationRef) -> Result<()> {
+        self.store.delete_conversation(service, conv, self.now()).await?;
+        self.access_changed();
+        Ok(())
+    }
+
+    /// Adds a participant.
+    ///
+    /// # Errors
+    /// When the conversation does not exist or is closed, the participant exists, or a limit is reached.
+    pub async fn add_participant(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        add: AddParticipant,
+    ) -> Result<Participant> {
+        if let Some(role) = &add.role_sid {
+            self.check_role(service, role, RoleKind::Conversation, "RoleSid").await?;
+        }
+        let new = new_participant(add, self.now());
+        self.store.add_participant(service, conv, new).await
+    }
+
+    /// One participant.
+    ///
+    /// # Errors
+    /// When the conversation or participant does not exist.
+    pub async fn participant(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        p: &ParticipantRef,
+    ) -> Result<Participant> {
+        self.store.get_participant(service, conv, p).await
+    }
+
+    /// Participants.
+    ///
+    /// # Errors
+    /// When the conversation does not exist.
+    pub async fn list_participants(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        page: PageQuery,
+    ) -> Result<Page<Participant>> {
+        self.store.list_participants(service, conv, page).await
+    }
+
+    /// Changes a participant.
+    ///
+    /// # Errors
+    /// When it does not exist or the conversation is closed.
+    pub async fn update_participant(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        p: &ParticipantRef,
+        mut patch: ParticipantPatch,
+    ) -> Result<Participant> {
+        if let Some(role) = &patch.role_sid {
+            self.check_role(service, role, RoleKind::Conversation, "RoleSid").await?;
+        }
+        let now = self.now();
+        patch.now = Some(now);
+        if let Some(Some(index)) = patch.last_read_message_index {
+            if index < 0 {
+                return Err(InvalidInput::new("LastReadMessageIndex", "must not be negative").into());
+            }
+            if patch.last_read_timestamp.is_none() {
+                patch.last_read_timestamp = Some(Some(now));
+            }
+        }
+        let access_changes = patch.role_sid.is_some() || patch.identity.is_some();
+        let updated = self.store.update_participant(service, conv, p, patch).await?;
+        if access_changes {
+            self.access_changed();
+        }
+        Ok(updated)
+    }
+
+    /// Removes a participant.
+    ///
+    /// # Errors
+    /// When it does not exist.
+    pub async fn remove_participant(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        p: &ParticipantRef,
+    ) -> Result<()> {
+        self.store.remove_participant(service, conv, p, self.now()).await?;
+        self.access_changed();
+        Ok(())
+    }
+
+    /// Appends a message; returns it with its index.
+    ///
+    /// # Errors
+    /// When the conversation does not exist or is closed, or the body is too long for a participant's channel.
+    pub async fn post_message(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        post: PostMessage,
+    ) -> Result<Message> {
+        if let Some(body) = &post.body {
+            if body.len() > MAX_CHAT_BODY_BYTES {
+                return Err(InvalidInput::new(
+                    "Body",
+                    format!("{} bytes is more than the limit of {MAX_CHAT_BODY_BYTES} bytes", body.len()),
+                )
+                .into());
+            }
+            if body.chars().count() > MAX_SMS_BODY_CHARS && self.has_phone_participants(service, conv).await? {
+                return Err(InvalidInput::new(
+                    "Body",
+                    format!("messages to SMS and WhatsApp participants are limited to {MAX_SMS_BODY_CHARS} characters"),
+                )
+                .into());
+            }
+        }
+        if let Some(subject) = &post.subject
+            && subject.chars().count() > MAX_SUBJECT_CHARS
+        {
+            return Err(InvalidInput::new("Subject", format!("is limited to {MAX_SUBJECT_CHARS} characters")).into());
+        }
+        let now = self.now();
+        let new = NewMessage {
+            sid: MessageSid::generate(),
+            author: post.author.unwrap_or_else(|| "system".to_string()),
+            body: post.body,
+            subject: post.subject,
+            attributes: post.attributes.unwrap_or_default(),
+            content_sid: post.content_sid,
+            date_created: post.date_created.unwrap_or(now),
+            date_updated: post.date_updated,
+            idempotency_key: post.idempotency_key,
+            now,
+        };
+        self.store.add_message(service, conv, new).await
+    }
+
+    async fn has_phone_participants(&self, service: &ServiceSid, conv: &ConversationRef) -> Result<bool> {
+        let mut cursor = None;
+        loop {
+            let page =
+                self.store.list_participants(service, conv, PageQuery { size: 100, cursor, descending: false }).await?;
+            if page.items.iter().any(|p| p.binding.as_ref().is_some_and(|b| b.kind != BindingKind::Email)) {
+                return Ok(true);
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(false),
+            }
+        }
+    }
+
+    /// One message.
+    ///
+    /// # Errors
+    /// When the conversation or message does not exist.
+    pub async fn message(&self, service: &ServiceSid, conv: &ConversationRef, sid: &MessageSid) -> Result<Message> {
+        self.store.get_message(service, conv, sid).await
+    }
+
+    /// Messages.
+    ///
+    /// # Errors
+    /// When the conversation does not exist.
+    pub async fn list_messages(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        page: PageQuery,
+    ) -> Result<Page<Message>> {
+        self.store.list_messages(service, conv, page).await
+    }
+
+    /// Changes a message.
+    ///
+    /// # Errors
+    /// When it does not exist, the conversation is closed, or the body is too long.
+    pub async fn update_message(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        sid: &MessageSid,
+        mut patch: MessagePatch,
+    ) -> Result<Message> {
+        if let Some(body) = &patch.body
+            && body.len() > MAX_CHAT_BODY_BYTES
+        {
+            return Err(InvalidInput::new("Body", format!("is limited to {MAX_CHAT_BODY_BYTES} bytes")).into());
+        }
+        let now = self.now();
+        patch.now = Some(now);
+        if patch.date_updated.is_none() {
+            patch.date_updated = Some(now);
+        }
+        self.store.update_message(service, conv, sid, patch).await
+    }
+
+    /// Deletes a message.
+    ///
+    /// # Errors
+    /// When it does not exist or the conversation is closed.
+    pub async fn delete_message(&self, service: &ServiceSid, conv: &ConversationRef, sid: &MessageSid) -> Result<()> {
+        self.store.delete_message(service, conv, sid, self.now()).await
+    }
+
+    /// Creates a user.
+    ///
+    /// # Errors
+    /// When the identity is taken.
+    pub async fn create_user(&self, service: &ServiceSid, create: CreateUser) -> Result<User> {
+        if let Some(role) = &create.role_sid {
+            self.check_role(service, role, RoleKind::Service, "RoleSid").await?;
+        }
+        let new = NewUser {
+            sid: UserSid::generate(),
+            identity: create.identity,
+            friendly_name: create.friendly_name.map(FriendlyName::into_string),
+            attributes: create.attributes.unwrap_or_default(),
+            role_sid: create.role_sid,
+            now: self.now(),
+        };
+        self.store.create_user(service, new).await
+    }
+
+    /// One user.
+    ///
+    /// # Errors
+    /// When it does not exist.
+    pub async fn user(&self, service: &ServiceSid, user: &UserRef) -> Result<User> {
+        self.store.get_user(service, user).await
+    }
+
+    /// Users.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    pub async fn list_users(&self, service: &ServiceSid, page: PageQuery) -> Result<Page<User>> {
+        self.store.list_users(service, page).await
+    }
+
+    /// Changes a user.
+    ///
+    /// # Errors
+    /// When it does not exist or the role is not a service role.
+    pub async fn update_user(&self, service: &ServiceSid, user: &UserRef, mut patch: UserPatch) -> Result<User> {
+        if let Some(role) = &patch.role_sid {
+            self.check_role(service, role, RoleKind::Service, "RoleSid").await?;
+        }
+        patch.now = Some(self.now());
+        let role_changes = patch.role_sid.is_some();
+        let updated = self.store.update_user(service, user, patch).await?;
+        if role_changes {
+            self.access_changed();
+        }
+        Ok(updated)
+    }
+
+    /// Deletes a user.
+    ///
+    /// # Errors
+    /// When it does not exist.
+    pub async fn delete_user(&self, service: &ServiceSid, user: &UserRef) -> Result<()> {
+        self.store.delete_user(service, user, self.now()).await?;
+        self.access_changed();
+        Ok(())
+    }
+
+    /// A user's conversations.
+    ///
+    /// # Errors
+    /// When the user does not exist.
+    pub async fn list_user_conversations(
+        &self,
+        service: &ServiceSid,
+        user: &UserRef,
+        page: PageQuery,
+    ) -> Result<Page<UserConversation>> {
+        self.store.list_user_conversations(service, user, page).await
+    }
+
+    /// One conversation of a user.
+    ///
+    /// # Errors
+    /// When the user or conversation does not exist or the user does not participate.
+    pub async fn user_conversation(
+        &self,
+        service: &ServiceSid,
+        user: &UserRef,
+        conv: &ConversationRef,
+    ) -> Result<UserConversation> {
+        self.store.get_user_conversation(service, user, conv).await
+    }
+
+    /// Changes a user's notification level or read horizon in a conversation.
+    ///
+    /// # Errors
+    /// As [`Palaver::user_conversation`], or when the conversation is closed.
+    pub async fn update_user_conversation(
+        &self,
+        service: &ServiceSid,
+        user: &UserRef,
+        conv: &ConversationRef,
+        patch: ParticipantPatch,
+    ) -> Result<UserConversation> {
+        let current = self.store.get_user_conversation(service, user, conv).await?;
+        let conv_ref = ConversationRef::Sid(current.conversation.sid.clone());
+        self.update_participant(service, &conv_ref, &ParticipantRef::Sid(current.participant.sid.clone()), patch)
+            .await?;
+        self.store.get_user_conversation(service, user, &conv_ref).await
+    }
+
+    /// Makes a user leave a conversation.
+    ///
+    /// # Errors
+    /// As [`Palaver::user_conversation`].
+    pub async fn leave_user_conversation(
+        &self,
+        service: &ServiceSid,
+        user: &UserRef,
+        conv: &ConversationRef,
+    ) -> Result<()> {
+        let current = self.store.get_user_conversation(service, user, conv).await?;
+        let conv_ref = ConversationRef::Sid(current.conversation.sid.clone());
+        self.remove_participant(service, &conv_ref, &ParticipantRef::Sid(current.participant.sid)).await
+    }
+
+    /// Conversations of a participant found by identity or address.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    pub async fn list_participant_conversations(
+        &self,
+        service: &ServiceSid,
+        lookup: &ParticipantLookup,
+        page: PageQuery,
+    ) -> Result<Page<ParticipantConversation>> {
+        self.store.list_participant_conversations(service, lookup, page).await
+    }
+
+    /// Creates a role.
+    ///
+    /// # Errors
+    /// When a permission is unknown.
+    pub async fn create_role(
+        &self,
+        service: &ServiceSid,
+        friendly_name: FriendlyName,
+        kind: RoleKind,
+        permissions: Vec<String>,
+    ) -> Result<Role> {
+        let permissions = check_permissions(permissions)?;
+        self.store
+            .create_role(
+                service,
+                NewRole {
+                    sid: RoleSid::generate(),
+                    friendly_name: friendly_name.into_string(),
+                    kind,
+                    permissions,
+                    now: self.now(),
+                },
+            )
+            .await
+    }
+
+    /// One role.
+    ///
+    /// # Errors
+    /// When it does not exist.
+    pub async fn role(&self, service: &ServiceSid, sid: &RoleSid) -> Result<Role> {
+        self.store.get_role(service, sid).await
+    }
+
+    /// Roles.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    pub async fn list_roles(&self, service: &ServiceSid, page: PageQuery) -> Result<Page<Role>> {
+        self.store.list_roles(service, page).await
+    }
+
+    /// Replaces a role's permissions.
+    ///
+    /// # Errors
+    /// When it does not exist or a permission is unknown.
+    pub async fn update_role(&self, service: &ServiceSid, sid: &RoleSid, permissions: Vec<String>) -> Result<Role> {
+        let permissions = check_permissions(permissions)?;
+        let updated = self.store.update_role(service, sid, permissions, self.now()).await?;
+        self.access_changed();
+        Ok(updated)
+    }
+
+    /// Deletes a role.
+    ///
+    /// # Errors
+    /// When it does not exist or is still in use.
+    pub async fn delete_role(&self, service: &ServiceSid, sid: &RoleSid) -> Result<()> {
+        self.store.delete_role(service, sid).await?;
+        self.access_changed();
+        Ok(())
+    }
+
+    /// Creates an API key with a new random secret.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    pub async fn create_api_key(&self, friendly_name: FriendlyName) -> Result<ApiKey> {
+        let secret = ApiKeySid::generate().as_str()[2..].to_string() + &ApiKeySid::generate().as_str()[2..];
+        self.store
+            .create_api_key(ApiKey {
+                sid: ApiKeySid::generate(),
+                friendly_name: friendly_name.into_string(),
+                secret,
+                date_created: self.now(),
+            })
+            .await
+    }
+
+    /// All API keys.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKey>> {
+        self.store.list_api_keys().await
+    }
+
+    /// One API key.
+    ///
+    /// # Errors
+    /// When it does not exist.
+    pub async fn api_key(&self, sid: &ApiKeySid) -> Result<ApiKey> {
+        self.store.get_api_key(sid).await
+    }
+
+    /// Deletes an API key.
+    ///
+    /// # Errors
+    /// When it does not exist.
+    pub async fn delete_api_key(&self, sid: &ApiKeySid) -> Result<()> {
+        self.store.delete_api_key(sid).await
+    }
+}
+
+/// The timer dates for a conversation entering `state` at `now`: an inactive timer runs only while active, and
+/// nothing runs once closed.
+pub fn arm_timers(
+    state: ConversationState,
+    inactive_after: Option<TimerDuration>,
+    closed_after: Option<TimerDuration>,
+    now: OffsetDateTime,
+) -> Timers {
+    let at = |d: Option<TimerDuration>| d.map(|d| now + time::Duration::seconds(d.as_secs()));
+    match state {
+        ConversationState::Closed => Timers { inactive_after, closed_after, date_inactive: None, date_closed: None },
+        ConversationState::Inactive => {
+            Timers { inactive_after, closed_after, date_inactive: None, date_closed: at(closed_after) }
+        }
+        ConversationState::Active | ConversationState::Initializing => {
+            Timers { inactive_after, closed_after, date_inactive: at(inactive_after), date_closed: at(closed_after) }
+        }
+    }
+}
+
+fn new_participant(add: AddParticipant, now: OffsetDateTime) -> NewParticipant {
+    let (identity, binding) = match add.kind {
+        ParticipantKind::Chat(identity) => (Some(identity), None),
+        ParticipantKind::NonChat(binding) => (None, Some(binding)),
+    };
+    let date_created = add.date_created.unwrap_or(now);
+    NewParticipant {
+        sid: ParticipantSid::generate(),
+        identity,
+        binding,
+        attributes: add.attributes.unwrap_or_default(),
+        role_sid: add.role_sid,
+        new_user_sid: UserSid::generate(),
+        date_created,
+        date_updated: add.date_updated.unwrap_or(date_created.max(now)),
+    }
+}
+
+fn check_permissions(permissions: Vec<String>) -> Result<Vec<String>> {
+    if permissions.is_empty() {
+        return Err(InvalidInput::new("Permission", "at least one permission is required").into());
+    }
+    let mut out: Vec<String> = Vec::with_capacity(permissions.len());
+    for p in permissions {
+        if !KNOWN_PERMISSIONS.contains(&p.as_str()) {
+            return Err(InvalidInput::new("Permission", format!("'{p}' is not a known permission")).into());
+        }
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}

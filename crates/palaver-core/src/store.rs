@@ -1,0 +1,561 @@
+//! The storage port. Every backend (SQLite now, PostgreSQL later) implements [`Store`] with the same
+//! guarantees:
+//!
+//! - each mutating call is one transaction that also appends an [`Event`](crate::event::Event) to the
+//!   affected stream's log with the next sequence number;
+//! - message indices come from a per-conversation counter: strictly increasing, never reused;
+//! - unread counts are exact (messages that still exist above the horizon) and cheap on long conversations;
+//! - rules that depend on stored state (closed conversations, unique names, participant limits) are checked
+//!   inside that transaction, so concurrent requests cannot both pass them.
+//!
+//! Inputs arrive validated (see [`crate::input`]) with their new SIDs and timestamps already chosen.
+
+use async_trait::async_trait;
+use palaver_api::sid::{
+    ApiKeySid, ConversationSid, MessageSid, MessagingServiceSid, ParticipantSid, RoleSid, ServiceSid, UserSid,
+};
+use time::OffsetDateTime;
+
+use crate::error::Result;
+use crate::event::Event;
+use crate::input::{Attributes, Identity, NotificationLevel, TimerDuration};
+use crate::model::*;
+
+/// A conversation addressed by SID or by unique name (paths accept either).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConversationRef {
+    /// By `CH…`.
+    Sid(ConversationSid),
+    /// By unique name.
+    UniqueName(String),
+}
+
+impl ConversationRef {
+    /// A SID-shaped text is a SID; anything else is a unique name.
+    pub fn parse(raw: &str) -> Self {
+        match ConversationSid::parse(raw) {
+            Ok(sid) => Self::Sid(sid),
+            Err(_) => Self::UniqueName(raw.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for ConversationRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sid(s) => write!(f, "{s}"),
+            Self::UniqueName(n) => f.write_str(n),
+        }
+    }
+}
+
+/// A participant addressed by SID or by the identity of a chat participant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParticipantRef {
+    /// By `MB…`.
+    Sid(ParticipantSid),
+    /// By identity.
+    Identity(String),
+}
+
+impl ParticipantRef {
+    /// A SID-shaped text is a SID; anything else is an identity.
+    pub fn parse(raw: &str) -> Self {
+        match ParticipantSid::parse(raw) {
+            Ok(sid) => Self::Sid(sid),
+            Err(_) => Self::Identity(raw.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for ParticipantRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sid(s) => write!(f, "{s}"),
+            Self::Identity(n) => f.write_str(n),
+        }
+    }
+}
+
+/// A user addressed by SID or identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserRef {
+    /// By `US…`.
+    Sid(UserSid),
+    /// By identity.
+    Identity(String),
+}
+
+impl UserRef {
+    /// A SID-shaped text is a SID; anything else is an identity.
+    pub fn parse(raw: &str) -> Self {
+        match UserSid::parse(raw) {
+            Ok(sid) => Self::Sid(sid),
+            Err(_) => Self::Identity(raw.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for UserRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sid(s) => write!(f, "{s}"),
+            Self::Identity(n) => f.write_str(n),
+        }
+    }
+}
+
+/// Where a page continues from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// True for the items before `key` (in the list's order), false for those after it.
+    pub backwards: bool,
+    /// The ordering key the page continues from, exclusive.
+    pub key: i64,
+}
+
+/// Which page of a list to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageQuery {
+    /// Items per page (already range-checked).
+    pub size: u32,
+    /// Continue from here; `None` for the first page.
+    pub cursor: Option<Cursor>,
+    /// Newest first instead of oldest first.
+    pub descending: bool,
+}
+
+/// One page of a list, with cursors to its neighbours.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items in the list's order.
+    pub items: Vec<T>,
+    /// The page after this one, if there is one.
+    pub next: Option<Cursor>,
+    /// The page before this one, if there is one.
+    pub previous: Option<Cursor>,
+}
+
+/// A new service.
+#[derive(Debug, Clone)]
+pub struct NewService {
+    /// `IS…`.
+    pub sid: ServiceSid,
+    /// Display name.
+    pub friendly_name: String,
+    /// Created at.
+    pub now: OffsetDateTime,
+}
+
+/// Changes to a service's configuration; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceConfigPatch {
+    /// Conversation role of creators.
+    pub creator_role_sid: Option<RoleSid>,
+    /// Conversation role of participants.
+    pub participant_role_sid: Option<RoleSid>,
+    /// Service role of users.
+    pub user_role_sid: Option<RoleSid>,
+    /// Presence tracking.
+    pub reachability_enabled: Option<bool>,
+    /// When.
+    pub now: Option<OffsetDateTime>,
+}
+
+/// Changes to the account configuration; the outer `None` leaves a field, `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct AccountConfigPatch {
+    /// The default service.
+    pub default_service_sid: Option<ServiceSid>,
+    /// The default messaging service.
+    pub default_messaging_service_sid: Option<Option<MessagingServiceSid>>,
+    /// Default inactive timer.
+    pub default_inactive_timer: Option<Option<TimerDuration>>,
+    /// Default closed timer.
+    pub default_closed_timer: Option<Option<TimerDuration>>,
+}
+
+/// A new conversation; `conversation` holds every field as it will be stored.
+#[derive(Debug, Clone)]
+pub struct NewConversation {
+    /// The conversation to insert (counts and last message are ignored).
+    pub conversation: Conversation,
+}
+
+/// Changes to a conversation; the outer `None` leaves a field, `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationPatch {
+    /// Display name.
+    pub friendly_name: Option<Option<String>>,
+    /// Unique name.
+    pub unique_name: Option<Option<String>>,
+    /// Application data.
+    pub attributes: Option<Attributes>,
+    /// Messaging service.
+    pub messaging_service_sid: Option<Option<MessagingServiceSid>>,
+    /// New state. Moving to `closed` clears the timers; a closed conversation accepts no patch.
+    pub state: Option<ConversationState>,
+    /// New inactive timer, counted from `now`.
+    pub inactive_after: Option<TimerDuration>,
+    /// New closed timer, counted from `now`.
+    pub closed_after: Option<TimerDuration>,
+    /// Default email sender address.
+    pub email_address: Option<Option<String>>,
+    /// Default email sender name.
+    pub email_name: Option<Option<String>>,
+    /// Overrides the creation date (history import).
+    pub date_created: Option<OffsetDateTime>,
+    /// The new `date_updated` (set by the service).
+    pub now: Option<OffsetDateTime>,
+}
+
+/// A new participant.
+#[derive(Debug, Clone)]
+pub struct NewParticipant {
+    /// `MB…`.
+    pub sid: ParticipantSid,
+    /// For chat participants; the user is created if the service has none with this identity.
+    pub identity: Option<Identity>,
+    /// For non-chat participants.
+    pub binding: Option<MessagingBinding>,
+    /// Application data.
+    pub attributes: Attributes,
+    /// Role; the service's default participant role when `None`.
+    pub role_sid: Option<RoleSid>,
+    /// SID for the user created implicitly, if one is needed.
+    pub new_user_sid: UserSid,
+    /// Joined at.
+    pub date_created: OffsetDateTime,
+    /// Last changed at.
+    pub date_updated: OffsetDateTime,
+}
+
+/// Changes to a participant.
+#[derive(Debug, Clone, Default)]
+pub struct ParticipantPatch {
+    /// Application data.
+    pub attributes: Option<Attributes>,
+    /// Role.
+    pub role_sid: Option<RoleSid>,
+    /// New identity (chat participants).
+    pub identity: Option<Identity>,
+    /// Proxy address; `Some(None)` removes it.
+    pub proxy_address: Option<Option<String>>,
+    /// Projected address; `Some(None)` removes it.
+    pub projected_address: Option<Option<String>>,
+    /// Read horizon; `Some(None)` clears it.
+    pub last_read_message_index: Option<Option<i64>>,
+    /// Read timestamp.
+    pub last_read_timestamp: Option<Option<OffsetDateTime>>,
+    /// Notification level.
+    pub notification_level: Option<NotificationLevel>,
+    /// Overrides the creation date.
+    pub date_created: Option<OffsetDateTime>,
+    /// The new `date_updated` (set by the service).
+    pub now: Option<OffsetDateTime>,
+}
+
+/// A new message. The store assigns the index.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// `IM…`.
+    pub sid: MessageSid,
+    /// Author.
+    pub author: String,
+    /// Text.
+    pub body: Option<String>,
+    /// Email subject.
+    pub subject: Option<String>,
+    /// Application data.
+    pub attributes: Attributes,
+    /// Content template.
+    pub content_sid: Option<String>,
+    /// Sent at (may be in the past for history import).
+    pub date_created: OffsetDateTime,
+    /// A key unique per logical send; a second send with the same key returns the first message.
+    pub idempotency_key: Option<String>,
+    /// Edited at.
+    pub date_updated: Option<OffsetDateTime>,
+    /// The time of the request, which re-arms the conversation's timers.
+    pub now: OffsetDateTime,
+}
+
+/// Changes to a message.
+#[derive(Debug, Clone, Default)]
+pub struct MessagePatch {
+    /// Author.
+    pub author: Option<String>,
+    /// Text.
+    pub body: Option<String>,
+    /// Email subject.
+    pub subject: Option<String>,
+    /// Application data.
+    pub attributes: Option<Attributes>,
+    /// Overrides the creation date.
+    pub date_created: Option<OffsetDateTime>,
+    /// The new `date_updated`.
+    pub date_updated: Option<OffsetDateTime>,
+    /// The time of the request.
+    pub now: Option<OffsetDateTime>,
+}
+
+/// A new user.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// `US…`.
+    pub sid: UserSid,
+    /// Identity, unique in the service.
+    pub identity: Identity,
+    /// Display name.
+    pub friendly_name: Option<String>,
+    /// Application data.
+    pub attributes: Attributes,
+    /// Role; the service's default user role when `None`.
+    pub role_sid: Option<RoleSid>,
+    /// Created at.
+    pub now: OffsetDateTime,
+}
+
+/// Changes to a user.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    /// Display name.
+    pub friendly_name: Option<Option<String>>,
+    /// Application data.
+    pub attributes: Option<Attributes>,
+    /// Role.
+    pub role_sid: Option<RoleSid>,
+    /// The new `date_updated`.
+    pub now: Option<OffsetDateTime>,
+}
+
+/// How to find the conversations of a participant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParticipantLookup {
+    /// Chat participants with this identity.
+    Identity(String),
+    /// Non-chat participants with this address.
+    Address(String),
+}
+
+/// Conversation list filters.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationFilter {
+    /// Created at or after.
+    pub created_from: Option<OffsetDateTime>,
+    /// Created before.
+    pub created_before: Option<OffsetDateTime>,
+    /// In this state.
+    pub state: Option<ConversationState>,
+}
+
+/// A new role.
+#[derive(Debug, Clone)]
+pub struct NewRole {
+    /// `RL…`.
+    pub sid: RoleSid,
+    /// Display name.
+    pub friendly_name: String,
+    /// Scope.
+    pub kind: RoleKind,
+    /// Permissions (validated).
+    pub permissions: Vec<String>,
+    /// Created at.
+    pub now: OffsetDateTime,
+}
+
+/// Storage of everything Palaver keeps.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Notified after every committed write, so the live feed knows to read the log's new events.
+    fn changes(&self) -> std::sync::Arc<tokio::sync::Notify>;
+
+    /// Creates the default service, its roles and the account configuration on first start; returns the
+    /// account configuration either way.
+    async fn bootstrap(&self, default_service: NewService) -> Result<AccountConfig>;
+    /// The account configuration.
+    async fn account_config(&self) -> Result<AccountConfig>;
+    /// Changes the account configuration.
+    async fn update_account_config(&self, patch: AccountConfigPatch) -> Result<AccountConfig>;
+
+    /// Creates a service with the default roles.
+    async fn create_service(&self, new: NewService) -> Result<Service>;
+    /// One service.
+    async fn get_service(&self, sid: &ServiceSid) -> Result<Service>;
+    /// Services, oldest first.
+    async fn list_services(&self, page: PageQuery) -> Result<Page<Service>>;
+    /// Deletes a service and everything in it. The default service cannot be deleted.
+    async fn delete_service(&self, sid: &ServiceSid) -> Result<()>;
+    /// Changes a service's configuration.
+    async fn update_service_config(&self, sid: &ServiceSid, patch: ServiceConfigPatch) -> Result<Service>;
+
+    /// Creates a conversation, with initial participants, in one transaction.
+    async fn create_conversation(
+        &self,
+        new: NewConversation,
+        participants: Vec<NewParticipant>,
+    ) -> Result<(Conversation, Vec<Participant>)>;
+    /// One conversation.
+    async fn get_conversation(&self, service: &ServiceSid, conv: &ConversationRef) -> Result<Conversation>;
+    /// Conversations, oldest first.
+    async fn list_conversations(
+        &self,
+        service: &ServiceSid,
+        filter: ConversationFilter,
+        page: PageQuery,
+    ) -> Result<Page<Conversation>>;
+    /// Changes a conversation.
+    async fn update_conversation(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        patch: ConversationPatch,
+    ) -> Result<Conversation>;
+    /// Deletes a conversation with its participants and messages.
+    async fn delete_conversation(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        now: OffsetDateTime,
+    ) -> Result<()>;
+
+    /// Adds a participant (creating its user when needed).
+    async fn add_participant(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        new: NewParticipant,
+    ) -> Result<Participant>;
+    /// One participant.
+    async fn get_participant(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        participant: &ParticipantRef,
+    ) -> Result<Participant>;
+    /// Participants, in joining order.
+    async fn list_participants(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        page: PageQuery,
+    ) -> Result<Page<Participant>>;
+    /// Changes a participant.
+    async fn update_participant(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        participant: &ParticipantRef,
+        patch: ParticipantPatch,
+    ) -> Result<Participant>;
+    /// Removes a participant.
+    async fn remove_participant(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        participant: &ParticipantRef,
+        now: OffsetDateTime,
+    ) -> Result<()>;
+
+    /// Appends a message with the conversation's next index.
+    async fn add_message(&self, service: &ServiceSid, conv: &ConversationRef, new: NewMessage) -> Result<Message>;
+    /// One message.
+    async fn get_message(&self, service: &ServiceSid, conv: &ConversationRef, sid: &MessageSid) -> Result<Message>;
+    /// Messages by index.
+    async fn list_messages(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        page: PageQuery,
+    ) -> Result<Page<Message>>;
+    /// Changes a message.
+    async fn update_message(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        sid: &MessageSid,
+        patch: MessagePatch,
+    ) -> Result<Message>;
+    /// Deletes a message; its index is never used again.
+    async fn delete_message(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        sid: &MessageSid,
+        now: OffsetDateTime,
+    ) -> Result<()>;
+
+    /// Creates a user.
+    async fn create_user(&self, service: &ServiceSid, new: NewUser) -> Result<User>;
+    /// One user.
+    async fn get_user(&self, service: &ServiceSid, user: &UserRef) -> Result<User>;
+    /// Users, oldest first.
+    async fn list_users(&self, service: &ServiceSid, page: PageQuery) -> Result<Page<User>>;
+    /// Changes a user.
+    async fn update_user(&self, service: &ServiceSid, user: &UserRef, patch: UserPatch) -> Result<User>;
+    /// Deletes a user (its participants stay).
+    async fn delete_user(&self, service: &ServiceSid, user: &UserRef, now: OffsetDateTime) -> Result<()>;
+
+    /// The conversations a user participates in.
+    async fn list_user_conversations(
+        &self,
+        service: &ServiceSid,
+        user: &UserRef,
+        page: PageQuery,
+    ) -> Result<Page<UserConversation>>;
+    /// One conversation as a user sees it.
+    async fn get_user_conversation(
+        &self,
+        service: &ServiceSid,
+        user: &UserRef,
+        conv: &ConversationRef,
+    ) -> Result<UserConversation>;
+
+    /// The conversations of the participants matching `lookup`.
+    async fn list_participant_conversations(
+        &self,
+        service: &ServiceSid,
+        lookup: &ParticipantLookup,
+        page: PageQuery,
+    ) -> Result<Page<ParticipantConversation>>;
+
+    /// Creates a role.
+    async fn create_role(&self, service: &ServiceSid, new: NewRole) -> Result<Role>;
+    /// One role.
+    async fn get_role(&self, service: &ServiceSid, sid: &RoleSid) -> Result<Role>;
+    /// Roles, oldest first.
+    async fn list_roles(&self, service: &ServiceSid, page: PageQuery) -> Result<Page<Role>>;
+    /// Replaces a role's permissions.
+    async fn update_role(
+        &self,
+        service: &ServiceSid,
+        sid: &RoleSid,
+        permissions: Vec<String>,
+        now: OffsetDateTime,
+    ) -> Result<Role>;
+    /// Deletes a role that nothing uses.
+    async fn delete_role(&self, service: &ServiceSid, sid: &RoleSid) -> Result<()>;
+
+    /// Stores an API key.
+    async fn create_api_key(&self, key: ApiKey) -> Result<ApiKey>;
+    /// One API key.
+    async fn get_api_key(&self, sid: &ApiKeySid) -> Result<ApiKey>;
+    /// All API keys.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>>;
+    /// Deletes an API key.
+    async fn delete_api_key(&self, sid: &ApiKeySid) -> Result<()>;
+
+    /// The earliest time any conversation timer fires, if any is set.
+    async fn next_timer_due(&self) -> Result<Option<OffsetDateTime>>;
+    /// Applies every timer due at `now`; returns the conversations whose state changed.
+    async fn fire_due_timers(&self, now: OffsetDateTime) -> Result<Vec<Conversation>>;
+
+    /// Events of `stream` with a sequence number above `after`, oldest first, at most `limit`.
+    async fn read_events(&self, stream: &str, after: i64, limit: u32) -> Result<Vec<Event>>;
+    /// Events of all streams with a log id above `after_id`, in commit order, at most `limit`.
+    async fn read_log(&self, after_id: i64, limit: u32) -> Result<Vec<Event>>;
+    /// The id of the newest event in the log (0 when empty).
+    async fn last_log_id(&self) -> Result<i64>;
+    /// The newest sequence number of `stream` (0 when it has no events).
+    async fn stream_position(&self, stream: &str) -> Result<i64>;
+}

@@ -1,0 +1,50 @@
+//! HTTP Basic authentication: the account SID with its auth token, or an API key SID with its secret.
+
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::Response;
+use base64::Engine;
+use palaver_api::ErrorCode;
+use palaver_api::sid::ApiKeySid;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Compares secrets without an early exit, so response time does not reveal how much of a guess was right.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn denied() -> ApiError {
+    ApiError::new(ErrorCode::AuthenticationFailed, "Authentication Error - invalid username or password")
+}
+
+/// Rejects requests without valid credentials.
+pub(crate) async fn require_basic_auth(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let header = request.headers().get(AUTHORIZATION).and_then(|h| h.to_str().ok()).ok_or_else(denied)?;
+    let encoded = header.strip_prefix("Basic ").ok_or_else(denied)?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| denied())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| denied())?;
+    let (user, password) = decoded.split_once(':').ok_or_else(denied)?;
+    let credentials = &state.credentials;
+    let accepted = if user == credentials.account_sid.as_str() {
+        same_secret(password, &credentials.auth_token)
+    } else if let Ok(key_sid) = ApiKeySid::parse(user) {
+        match state.palaver.api_key(&key_sid).await {
+            Ok(key) => same_secret(password, &key.secret),
+            Err(palaver_core::Error::NotFound { .. }) => false,
+            Err(other) => return Err(other.into()),
+        }
+    } else {
+        false
+    };
+    if !accepted {
+        return Err(denied());
+    }
+    Ok(next.run(request).await)
+}

@@ -1,0 +1,81 @@
+//! Form-encoded request bodies (`application/x-www-form-urlencoded`) with Twilio's conventions: PascalCase
+//! names, dotted nesting (`Timers.Inactive`) and repeated keys for lists (`Permission=a&Permission=b`).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::error::ApiError;
+
+/// The decoded fields of a form body, in order.
+#[derive(Debug, Default)]
+pub(crate) struct FormFields(Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequest<S> for FormFields {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes =
+            Bytes::from_request(req, state).await.map_err(|e| ApiError::invalid("request body", e.body_text()))?;
+        Self::parse(&bytes)
+    }
+}
+
+impl FormFields {
+    /// Decodes a form body.
+    ///
+    /// # Errors
+    /// When the body is not form-encoded text.
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes)
+            .map(Self)
+            .map_err(|e| ApiError::invalid("request body", format!("not form-encoded: {e}")))
+    }
+
+    /// The last value of `name`, if given.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`, in order.
+    pub(crate) fn all(&self, name: &str) -> Vec<String> {
+        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
+    }
+
+    /// The value of `name` as a date-time (`2026-01-02T03:04:05Z`, or a plain date).
+    ///
+    /// # Errors
+    /// When present but not a date.
+    pub(crate) fn date(&self, name: &'static str) -> Result<Option<OffsetDateTime>, ApiError> {
+        self.get(name).map(|raw| parse_date(name, raw)).transpose()
+    }
+
+    /// The value of `name` as a boolean (`true`/`false`).
+    ///
+    /// # Errors
+    /// When present but not a boolean.
+    pub(crate) fn bool(&self, name: &'static str) -> Result<Option<bool>, ApiError> {
+        self.get(name)
+            .map(|raw| match raw.to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(ApiError::invalid(name, format!("'{raw}' is not true or false"))),
+            })
+            .transpose()
+    }
+}
+
+/// Parses an ISO-8601 date-time, or a date meaning its midnight UTC.
+///
+/// # Errors
+/// When `raw` is neither.
+pub(crate) fn parse_date(name: &str, raw: &str) -> Result<OffsetDateTime, ApiError> {
+    if let Ok(t) = OffsetDateTime::parse(raw, &Rfc3339) {
+        return Ok(palaver_core::clock::truncate_to_millis(t));
+    }
+    let date_format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(raw, &date_format)
+        .map(|d| d.midnight().assume_utc())
+        .map_err(|_| ApiError::invalid(name, format!("'{raw}' is not an ISO-8601 date such as 2026-01-31T12:00:00Z")))
+}

@@ -1,0 +1,432 @@
+//! One handler per realtime method: parse the parameters into domain inputs, call the user's session, and
+//! turn the answer into the protocol's result type.
+
+use palaver_api::realtime::{self, Call, Direction, GetMessagesParams, SendMessageParams};
+use palaver_api::sid::MessageSid;
+use palaver_core::event::{conversation_info, message_info, participant_info, user_info};
+use palaver_core::input::*;
+use palaver_core::model::{BindingKind, MessagingBinding, UserConversation};
+use palaver_core::service::{AddParticipant, CreateConversation, ParticipantKind, PostMessage};
+use palaver_core::session::{SessionConversation, UserSession};
+use palaver_core::store::{ConversationPatch, ConversationRef, Cursor, PageQuery, ParticipantRef};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::connection::Connection;
+use crate::error::{ApiError, ApiResult};
+
+fn ok<T: Serialize>(value: T) -> ApiResult<Value> {
+    serde_json::to_value(value).map_err(|e| ApiError::new(palaver_api::ErrorCode::InternalError, e.to_string()))
+}
+
+fn attributes(raw: Option<String>, max: usize) -> ApiResult<Option<Attributes>> {
+    Ok(raw.map(|raw| Attributes::parse("attributes", &raw, max)).transpose()?)
+}
+
+fn message_sid(raw: &str) -> ApiResult<MessageSid> {
+    MessageSid::parse(raw).map_err(|_| ApiError::not_found(format!("Message {raw}")))
+}
+
+/// The server's media and email limits, as served to clients.
+pub(super) fn limits() -> realtime::ConversationLimits {
+    realtime::ConversationLimits {
+        media_attachments_count_limit: 10,
+        media_attachment_size_limit_in_mb: 16,
+        media_attachments_total_size_limit_in_mb: 32,
+        email_bodies_allowed_content_types: vec!["text/plain".into(), "text/html".into()],
+        email_histories_allowed_content_types: vec!["text/plain".into(), "text/html".into()],
+    }
+}
+
+async fn last_seq(connection: &Connection, sid: &str) -> i64 {
+    connection.position(sid).await
+}
+
+/// The protocol's view of a user conversation.
+pub(super) fn my_conversation(uc: UserConversation, last_seq: i64) -> realtime::MyConversation {
+    realtime::MyConversation {
+        conversation: conversation_info(&uc.conversation),
+        status: "joined".into(),
+        last_read_message_index: uc.participant.last_read_message_index,
+        unread_messages_count: uc.unread_messages_count,
+        notification_level: uc.participant.notification_level.as_str().into(),
+        participant: Some(participant_info(&uc.participant)),
+        last_seq,
+    }
+}
+
+fn session_conversation(found: SessionConversation, last_seq: i64) -> realtime::MyConversation {
+    match found.mine {
+        Some(uc) => my_conversation(uc, last_seq),
+        None => realtime::MyConversation {
+            conversation: conversation_info(&found.conversation),
+            status: "not_participating".into(),
+            participant: None,
+            last_read_message_index: None,
+            unread_messages_count: None,
+            notification_level: "default".into(),
+            last_seq,
+        },
+    }
+}
+
+/// Every conversation the user participates in.
+pub(super) async fn all_my_conversations(session: &UserSession) -> Result<Vec<UserConversation>, ApiError> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = session.my_conversations(PageQuery { size: 100, cursor, descending: false }).await?;
+        out.extend(page.items);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(out),
+        }
+    }
+}
+
+fn page_size(raw: Option<u32>, default: u32) -> ApiResult<u32> {
+    match raw {
+        None => Ok(default),
+        Some(n) if (1..=100).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::invalid("page_size", format!("{n} must be from 1 to 100"))),
+    }
+}
+
+fn page_token(raw: Option<String>) -> ApiResult<Option<Cursor>> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => palaver_api::rest::PageToken::parse(&raw)
+            .map(|t| Some(Cursor { backwards: t.backwards, key: t.key }))
+            .ok_or_else(|| ApiError::invalid("page_token", "not a page token of this list")),
+    }
+}
+
+fn encode_cursor(c: Cursor) -> String {
+    palaver_api::rest::PageToken { backwards: c.backwards, key: c.key }.encode()
+}
+
+/// Handles one request.
+pub(super) async fn handle(connection: &mut Connection, call: Call) -> ApiResult<Value> {
+    let session = connection.session.clone();
+    match call {
+        Call::Connect(_) => Err(ApiError::invalid("method", "already connected")),
+        Call::UpdateToken { token } => {
+            let verified = crate::token::verify(connection.state(), &token)
+                .await
+                .map_err(|e| ApiError::new(palaver_api::ErrorCode::AuthenticationFailed, e.to_string()))?;
+            if verified.identity != session.identity().as_str() {
+                return Err(ApiError::new(
+                    palaver_api::ErrorCode::AuthenticationFailed,
+                    "the new token is for another identity",
+                ));
+            }
+            let expires = palaver_core::event::rfc3339(verified.expires_at);
+            connection.token_renewed(verified);
+            ok(realtime::TokenUpdated { token_expires_at: expires })
+        }
+        Call::Ping => Ok(json!({})),
+        Call::GetMyConversations { page_size: size, page_token: token } => {
+            let page = session
+                .my_conversations(PageQuery {
+                    size: page_size(size, 50)?,
+                    cursor: page_token(token)?,
+                    descending: false,
+                })
+                .await?;
+            let mut items = Vec::with_capacity(page.items.len());
+            for uc in page.items {
+                let seq = last_seq(connection, uc.conversation.sid.as_str()).await;
+                items.push(my_conversation(uc, seq));
+            }
+            ok(realtime::MyConversationsPage { items, next_page_token: page.next.map(encode_cursor) })
+        }
+        Call::GetConversation { conversation } => {
+            let found = session.conversation(&ConversationRef::parse(&conversation)).await?;
+            let seq = last_seq(connection, found.conversation.sid.as_str()).await;
+            ok(session_conversation(found, seq))
+        }
+        Call::CreateConversation { friendly_name, unique_name, attributes: attrs } => {
+            let create = CreateConversation {
+                friendly_name: friendly_name.map(|n| FriendlyName::parse("friendly_name", &n)).transpose()?,
+                unique_name: unique_name.filter(|u| !u.is_empty()).map(|u| UniqueName::parse(&u)).transpose()?,
+                attributes: attributes(attrs, MAX_CONVERSATION_ATTRIBUTES_BYTES)?,
+                ..CreateConversation::default()
+            };
+            let created = session.create_conversation(create).await?;
+            let seq = last_seq(connection, created.sid.as_str()).await;
+            ok(session_conversation(SessionConversation { conversation: created, mine: None }, seq))
+        }
+        Call::Subscribe { conversation, after_seq } => {
+            let found = session.conversation(&ConversationRef::parse(&conversation)).await?;
+            let sid = found.conversation.sid.to_string();
+            let seq = last_seq(connection, &sid).await;
+            if connection.subscribed.insert(sid.clone()) {
+                connection.delivered.insert(sid.clone(), seq);
+            }
+            if let Some(after) = after_seq {
+                connection.replay(&sid, after).await;
+            }
+            ok(session_conversation(found, seq))
+        }
+        Call::Unsubscribe { conversation } => {
+            let found =
+                session.palaver().conversation(session.service(), &ConversationRef::parse(&conversation)).await?;
+            let sid = found.sid.to_string();
+            if !connection.joined.contains(&sid) {
+                connection.subscribed.remove(&sid);
+                connection.delivered.remove(&sid);
+            }
+            Ok(json!({}))
+        }
+        Call::UpdateConversation { conversation, friendly_name, unique_name, attributes: attrs } => {
+            let patch = ConversationPatch {
+                friendly_name: friendly_name
+                    .map(|n| FriendlyName::parse("friendly_name", &n).map(|n| Some(n.into_string())))
+                    .transpose()?,
+                unique_name: unique_name
+                    .map(|u| {
+                        if u.is_empty() {
+                            Ok(None)
+                        } else {
+                            UniqueName::parse(&u).map(|u| Some(u.as_str().to_string()))
+                        }
+                    })
+                    .transpose()?,
+                attributes: attributes(attrs, MAX_CONVERSATION_ATTRIBUTES_BYTES)?,
+                ..ConversationPatch::default()
+            };
+            ok(conversation_info(&session.update_conversation(&ConversationRef::parse(&conversation), patch).await?))
+        }
+        Call::DeleteConversation { conversation } => {
+            session.delete_conversation(&ConversationRef::parse(&conversation)).await?;
+            Ok(json!({}))
+        }
+        Call::Join { conversation } => {
+            ok(participant_info(&session.join(&ConversationRef::parse(&conversation)).await?))
+        }
+        Call::Leave { conversation } => {
+            session.leave(&ConversationRef::parse(&conversation)).await?;
+            Ok(json!({}))
+        }
+        Call::AddParticipant { conversation, identity, attributes: attrs } => {
+            let add = AddParticipant {
+                kind: ParticipantKind::Chat(Identity::parse("identity", &identity)?),
+                attributes: attributes(attrs, MAX_SMALL_ATTRIBUTES_BYTES)?,
+                role_sid: None,
+                date_created: None,
+                date_updated: None,
+            };
+            ok(participant_info(&session.add_participant(&ConversationRef::parse(&conversation), add).await?))
+        }
+        Call::AddNonChatParticipant { conversation, proxy_address, address, attributes: attrs, name, level } => {
+            let address = Address::parse("address", &address)?;
+            let proxy = Address::parse("proxy_address", &proxy_address)?;
+            if let Some(level) = &level
+                && level != "to"
+                && level != "cc"
+            {
+                return Err(ApiError::invalid("level", format!("'{level}' is not to or cc")));
+            }
+            let binding = MessagingBinding {
+                kind: BindingKind::of_address(address.as_str()),
+                address: address.as_str().to_string(),
+                proxy_address: Some(proxy.as_str().to_string()),
+                projected_address: None,
+                name,
+                level,
+            };
+            let add = AddParticipant {
+                kind: ParticipantKind::NonChat(binding),
+                attributes: attributes(attrs, MAX_SMALL_ATTRIBUTES_BYTES)?,
+                role_sid: None,
+                date_created: None,
+                date_updated: None,
+            };
+            ok(participant_info(&session.add_participant(&ConversationRef::parse(&conversation), add).await?))
+        }
+        Call::RemoveParticipant { conversation, participant } => {
+            session
+                .remove_participant(&ConversationRef::parse(&conversation), &ParticipantRef::parse(&participant))
+                .await?;
+            Ok(json!({}))
+        }
+        Call::GetParticipants { conversation } => {
+            let items = session
+                .participants(&ConversationRef::parse(&conversation))
+                .await?
+                .iter()
+                .map(participant_info)
+                .collect();
+            ok(realtime::ParticipantList { items })
+        }
+        Call::UpdateParticipant { conversation, participant, attributes: attrs } => {
+            let attrs = Attributes::parse("attributes", &attrs, MAX_SMALL_ATTRIBUTES_BYTES)?;
+            let updated = session
+                .update_participant_attributes(
+                    &ConversationRef::parse(&conversation),
+                    &ParticipantRef::parse(&participant),
+                    attrs,
+                )
+                .await?;
+            ok(participant_info(&updated))
+        }
+        Call::SendMessage(params) => send_message(&session, params).await,
+        Call::GetMessages(params) => get_messages(&session, params).await,
+        Call::UpdateMessage { conversation, message, body, attributes: attrs } => {
+            let updated = session
+                .update_message(
+                    &ConversationRef::parse(&conversation),
+                    &message_sid(&message)?,
+                    body,
+                    attributes(attrs, MAX_SMALL_ATTRIBUTES_BYTES)?,
+                )
+                .await?;
+            ok(message_info(&updated))
+        }
+        Call::RemoveMessage { conversation, message } => {
+            session.remove_message(&ConversationRef::parse(&conversation), &message_sid(&message)?).await?;
+            Ok(json!({}))
+        }
+        Call::SetReadHorizon { conversation, index, advance_only } => {
+            let unread = session.set_read_horizon(&ConversationRef::parse(&conversation), index, advance_only).await?;
+            ok(realtime::UnreadCount { unread_messages_count: unread })
+        }
+        Call::GetUnreadCount { conversation } => {
+            let uc = session.user_conversation(&ConversationRef::parse(&conversation)).await?;
+            ok(realtime::UnreadCount { unread_messages_count: uc.unread_messages_count })
+        }
+        Call::SetNotificationLevel { conversation, level } => {
+            session
+                .set_notification_level(&ConversationRef::parse(&conversation), NotificationLevel::parse(&level)?)
+                .await?;
+            Ok(json!({}))
+        }
+        Call::Typing { conversation } => {
+            session.typing(&ConversationRef::parse(&conversation)).await?;
+            ok(realtime::TypingAck { typing_timeout_ms: session.palaver().typing_timeout().as_millis() as u64 })
+        }
+        Call::GetCounts { conversation } => {
+            let found = session.conversation(&ConversationRef::parse(&conversation)).await?;
+            ok(realtime::Counts {
+                messages_count: found.conversation.messages_count,
+                participants_count: found.conversation.participants_count,
+            })
+        }
+        Call::GetMessageRecipients { conversation, message, page_size: size, page_token: token } => {
+            get_recipients(&session, conversation, message, size, token).await
+        }
+        Call::GetUser { identity } => ok(user_info(&session.user(&identity).await?)),
+        Call::UpdateUser { friendly_name, attributes: attrs } => {
+            let name = friendly_name.map(|n| FriendlyName::parse("friendly_name", &n)).transpose()?;
+            ok(user_info(&session.update_me(name, attributes(attrs, MAX_SMALL_ATTRIBUTES_BYTES)?).await?))
+        }
+        _ => Err(ApiError::invalid("method", "this server does not support the method")),
+    }
+}
+
+async fn send_message(session: &UserSession, params: SendMessageParams) -> ApiResult<Value> {
+    if !params.media_sids.is_empty() {
+        return Err(ApiError::invalid("media_sids", "no media with these SIDs exists"));
+    }
+    if let Some(key) = &params.idempotency_key
+        && (key.is_empty() || key.len() > 128)
+    {
+        return Err(ApiError::invalid("idempotency_key", "must be 1 to 128 characters"));
+    }
+    let post = PostMessage {
+        body: Some(params.body.unwrap_or_default()),
+        subject: params.subject,
+        attributes: attributes(params.attributes, MAX_SMALL_ATTRIBUTES_BYTES)?,
+        // Keys are per user: two users cannot collide, and nobody can replay someone else's send.
+        idempotency_key: params.idempotency_key.map(|k| format!("{}\u{1f}{k}", session.identity())),
+        ..PostMessage::default()
+    };
+    ok(message_info(&session.send_message(&ConversationRef::parse(&params.conversation), post).await?))
+}
+
+async fn get_messages(session: &UserSession, params: GetMessagesParams) -> ApiResult<Value> {
+    let size = page_size(params.page_size, 30)?;
+    if params.anchor.is_some_and(|a| a < 0) {
+        return Err(ApiError::invalid("anchor", "must not be negative"));
+    }
+    let conv = ConversationRef::parse(&params.conversation);
+    let (descending, cursor) = match (params.direction, params.anchor) {
+        // The anchor is inclusive: start just past it.
+        (Direction::Backwards, Some(a)) => (true, Some(Cursor { backwards: false, key: a.saturating_add(1) })),
+        (Direction::Backwards, None) => (true, None),
+        (Direction::Forward, Some(a)) => (false, Some(Cursor { backwards: false, key: a - 1 })),
+        (Direction::Forward, None) => (false, None),
+    };
+    let page = session.messages(&conv, PageQuery { size, cursor, descending }).await?;
+    let mut items: Vec<_> = page.items.iter().map(message_info).collect();
+    items.sort_by_key(|m| m.index);
+    let first = items.first().map(|m| m.index);
+    let last = items.last().map(|m| m.index);
+    // Whether anything exists beyond each end of the page.
+    let (has_older, has_newer) = match params.direction {
+        Direction::Backwards => (
+            page.next.is_some(),
+            match last {
+                Some(last) => exists_beyond(session, &conv, last, false).await?,
+                None => false,
+            },
+        ),
+        Direction::Forward => (
+            match first {
+                Some(first) => exists_beyond(session, &conv, first, true).await?,
+                None => false,
+            },
+            page.next.is_some(),
+        ),
+    };
+    ok(realtime::MessagesPage { items, has_older, has_newer })
+}
+
+/// Whether a message exists before (`older`) or after the index.
+async fn exists_beyond(session: &UserSession, conv: &ConversationRef, index: i64, older: bool) -> ApiResult<bool> {
+    let page = session
+        .messages(conv, PageQuery { size: 1, cursor: Some(Cursor { backwards: false, key: index }), descending: older })
+        .await?;
+    Ok(!page.items.is_empty())
+}
+
+async fn get_recipients(
+    session: &UserSession,
+    conversation: String,
+    message: Option<String>,
+    size: Option<u32>,
+    token: Option<String>,
+) -> ApiResult<Value> {
+    let conv = ConversationRef::parse(&conversation);
+    let recipients: Vec<_> = session.participants(&conv).await?.into_iter().filter(|p| p.binding.is_some()).collect();
+    let page = match message {
+        Some(sid) => palaver_core::store::Page {
+            items: vec![session.palaver().message(session.service(), &conv, &message_sid(&sid)?).await?],
+            next: None,
+            previous: None,
+        },
+        None => {
+            session
+                .messages(
+                    &conv,
+                    PageQuery { size: page_size(size, 50)?, cursor: page_token(token)?, descending: false },
+                )
+                .await?
+        }
+    };
+    let mut items = Vec::new();
+    for m in &page.items {
+        for p in &recipients {
+            if let Some(b) = &p.binding {
+                items.push(realtime::RecipientInfo {
+                    message_sid: m.sid.to_string(),
+                    participant_sid: p.sid.to_string(),
+                    address: b.address.clone(),
+                    kind: b.kind.as_str().to_string(),
+                    status: None,
+                });
+            }
+        }
+    }
+    ok(realtime::RecipientsPage { items, next_page_token: page.next.map(encode_cursor) })
+}

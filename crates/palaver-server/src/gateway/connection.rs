@@ -1,0 +1,528 @@
+//! One realtime connection, from `connect` to close.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use palaver_api::realtime::{
+    self, Call, ConnectParams, Connected, Reply, Request, ServerFrame, TypingFrame, UnreadFrame, UserConversationChange,
+};
+use palaver_api::sid::ServiceSid;
+use palaver_core::event::EventKind;
+use palaver_core::feed::{FeedItem, event_frame};
+use palaver_core::input::Identity;
+use palaver_core::service::TypingNotice;
+use palaver_core::session::UserSession;
+use palaver_core::store::ConversationRef;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+
+use super::calls;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::token::{self, TokenError, VerifiedToken};
+
+/// How often the server pings.
+const PING_EVERY: Duration = Duration::from_secs(20);
+/// Silence after which the client is considered gone.
+const IDLE_LIMIT: Duration = Duration::from_secs(60);
+/// How long a client has to send `connect`.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
+/// Events read from the store per batch when replaying.
+const REPLAY_BATCH: u32 = 500;
+
+enum Outgoing {
+    Text(Utf8Bytes),
+    Close(u16, &'static str),
+}
+
+/// Why the connection ends.
+enum Ending {
+    ClientLeft,
+    Close(u16, &'static str),
+}
+
+pub(super) async fn run(socket: WebSocket, state: AppState) {
+    let (mut sink, mut stream) = socket.split();
+    // Frames are shared bytes, so a full queue costs little beyond the handles (see `RealtimeLimits`).
+    let (queue, mut queued) = mpsc::channel::<Outgoing>(state.realtime.send_queue.max(1));
+    let writer = tokio::spawn(async move {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                next = queued.recv() => {
+                    // Write everything already queued, then flush once: one syscall for a burst of frames.
+                    let mut next = next;
+                    loop {
+                        match next {
+                            Some(Outgoing::Text(text)) => {
+                                if sink.feed(Message::Text(text)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Some(Outgoing::Close(code, reason)) => {
+                                let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+                                return;
+                            }
+                            None => {
+                                let _ = sink.flush().await;
+                                return;
+                            }
+                        }
+                        match queued.try_recv() {
+                            Ok(more) => next = Some(more),
+                            Err(_) => break,
+                        }
+                    }
+                    if sink.flush().await.is_err() {
+                        return;
+                    }
+                }
+                _ = ping.tick() => {
+                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let out = Out { queue, grace: state.realtime.slow_consumer_grace };
+    let ending = match handshake(&state, &mut stream, &out).await {
+        Some(mut connection) => connection.serve(&mut stream).await,
+        None => Ending::Close(realtime::CLOSE_DENIED, "denied"),
+    };
+    if let Ending::Close(code, reason) = ending {
+        let _ = out.queue.send(Outgoing::Close(code, reason)).await;
+    }
+    drop(out);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
+
+/// The sending half, with the slow-consumer rule.
+struct Out {
+    queue: mpsc::Sender<Outgoing>,
+    grace: Duration,
+}
+
+impl Out {
+    /// Queues a frame, waiting while the queue is full; false when the client has not made room within
+    /// the configured grace period (it is too slow) or is gone.
+    async fn send(&self, text: Utf8Bytes) -> bool {
+        match self.queue.try_send(Outgoing::Text(text)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(frame)) => self.queue.send_timeout(frame, self.grace).await.is_ok(),
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    async fn frame(&self, frame: &ServerFrame) -> bool {
+        match serde_json::to_string(frame) {
+            Ok(text) => self.send(text.into()).await,
+            Err(_) => true,
+        }
+    }
+
+    async fn reply(&self, reply_to: u64, result: Result<serde_json::Value, ApiError>) -> bool {
+        let reply = match result {
+            Ok(value) => Reply { reply_to, result: Some(value), error: None },
+            Err(err) => Reply { reply_to, result: None, error: Some(err.realtime()) },
+        };
+        self.frame(&ServerFrame::Reply(reply)).await
+    }
+}
+
+fn parse_request(message: &Message) -> Option<Result<Request, String>> {
+    match message {
+        Message::Text(text) => Some(serde_json::from_str::<Request>(text).map_err(|e| e.to_string())),
+        Message::Binary(bytes) => Some(serde_json::from_slice::<Request>(bytes).map_err(|e| e.to_string())),
+        _ => None,
+    }
+}
+
+fn token_error(err: &TokenError) -> ApiError {
+    match err {
+        TokenError::Expired => {
+            ApiError::new(palaver_api::ErrorCode::AuthenticationFailed, "Access token expired (20104)")
+        }
+        TokenError::Storage(e) => ApiError::new(palaver_api::ErrorCode::InternalError, e.to_string()),
+        other => ApiError::new(palaver_api::ErrorCode::AuthenticationFailed, other.to_string()),
+    }
+}
+
+async fn handshake(
+    state: &AppState,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    out: &Out,
+) -> Option<Connection> {
+    let deadline = tokio::time::sleep(CONNECT_DEADLINE);
+    tokio::pin!(deadline);
+    loop {
+        let message = tokio::select! {
+            () = &mut deadline => return None,
+            message = stream.next() => message?.ok()?,
+        };
+        let request = match parse_request(&message)? {
+            Ok(request) => request,
+            Err(err) => {
+                out.frame(&ServerFrame::Reply(Reply {
+                    reply_to: 0,
+                    result: None,
+                    error: Some(ApiError::invalid("frame", err).realtime()),
+                }))
+                .await;
+                continue;
+            }
+        };
+        let Call::Connect(params) = request.call else {
+            out.reply(
+                request.id,
+                Err(ApiError::new(palaver_api::ErrorCode::AuthenticationFailed, "the first request must be connect")),
+            )
+            .await;
+            return None;
+        };
+        return match Box::pin(Connection::open(state.clone(), params.clone(), out.queue.clone())).await {
+            Ok((mut connection, connected)) => {
+                let value = serde_json::to_value(connected).unwrap_or_default();
+                if !out.reply(request.id, Ok(value)).await {
+                    return None;
+                }
+                connection.replay_resume(&params).await;
+                Some(connection)
+            }
+            Err(err) => {
+                out.reply(request.id, Err(err)).await;
+                None
+            }
+        };
+    }
+}
+
+/// A connected, authenticated session.
+pub(super) struct Connection {
+    state: AppState,
+    pub(super) session: UserSession,
+    user_stream: String,
+    out: Out,
+    feed: broadcast::Receiver<Arc<FeedItem>>,
+    typing: broadcast::Receiver<Arc<TypingNotice>>,
+    /// Streams whose events this session receives.
+    pub(super) subscribed: HashSet<String>,
+    /// Conversations the user participates in (typing and unread counts are sent for these).
+    pub(super) joined: HashSet<String>,
+    /// Last sequence number sent per stream.
+    pub(super) delivered: HashMap<String, i64>,
+    pub(super) token: VerifiedToken,
+    token_warned: bool,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    too_slow: bool,
+    /// Conversations whose unread count may have changed since it was last pushed.
+    unread_dirty: HashSet<String>,
+    /// The unread count last pushed per conversation, to push only changes.
+    unread_sent: HashMap<String, Option<i64>>,
+}
+
+/// How often changed unread counts are pushed: counts are exact when sent, and a burst of messages costs one
+/// count per interval instead of one per message.
+const UNREAD_INTERVAL: Duration = Duration::from_millis(100);
+
+impl Connection {
+    async fn open(
+        state: AppState,
+        params: ConnectParams,
+        queue: mpsc::Sender<Outgoing>,
+    ) -> Result<(Self, Connected), ApiError> {
+        let token = token::verify(&state, &params.token).await.map_err(|e| token_error(&e))?;
+        // Subscribe before reading anything, so nothing committed from now on can be missed.
+        let feed = state.palaver.feed().subscribe();
+        let typing = state.palaver.typing_notices();
+        let service: ServiceSid = match &token.service_sid {
+            Some(sid) => sid.clone(),
+            None => state.palaver.default_service().await?,
+        };
+        let identity = Identity::parse("identity", &token.identity)?;
+        let (session, user) = UserSession::open(state.palaver.clone(), service.clone(), identity).await?;
+        let user_stream = user.sid.to_string();
+        let grace = state.realtime.slow_consumer_grace;
+        let mut connection = Self {
+            shutdown: state.shutdown.subscribe(),
+            state,
+            session,
+            user_stream: user_stream.clone(),
+            out: Out { queue, grace },
+            feed,
+            typing,
+            subscribed: HashSet::from([user_stream.clone()]),
+            joined: HashSet::new(),
+            delivered: HashMap::new(),
+            token,
+            token_warned: false,
+            too_slow: false,
+            unread_dirty: HashSet::new(),
+            unread_sent: HashMap::new(),
+        };
+        // Positions first, then the membership list: events committed in between are replayed or come live.
+        connection.delivered.insert(user_stream.clone(), connection.position(&user_stream).await);
+        for conv in calls::all_my_conversations(&connection.session).await? {
+            let sid = conv.conversation.sid.to_string();
+            let position = connection.position(&sid).await;
+            connection.delivered.insert(sid.clone(), position);
+            connection.subscribed.insert(sid.clone());
+            connection.joined.insert(sid);
+        }
+        let connected = Connected {
+            identity: user.identity.as_str().to_string(),
+            service_sid: service.to_string(),
+            user: palaver_core::event::user_info(&user),
+            token_expires_at: palaver_core::event::rfc3339(connection.token.expires_at),
+            typing_timeout_ms: connection.state.palaver.typing_timeout().as_millis() as u64,
+            limits: calls::limits(),
+            session_id: palaver_api::sid::ApiKeySid::generate().as_str()[2..18].to_string(),
+        };
+        Ok((connection, connected))
+    }
+
+    pub(super) async fn position(&self, stream: &str) -> i64 {
+        self.state.palaver.store().stream_position(stream).await.unwrap_or(0)
+    }
+
+    /// Replays what the client missed, per the `resume` map of `connect`.
+    async fn replay_resume(&mut self, params: &ConnectParams) {
+        for (stream, after) in &params.resume {
+            if self.subscribed.contains(stream) {
+                self.replay(stream, *after).await;
+            }
+        }
+    }
+
+    /// Sends stored events of `stream` after `after` (up to what was already sent live), and records them.
+    pub(super) async fn replay(&mut self, stream: &str, after: i64) {
+        let mut cursor = after;
+        loop {
+            let events = match self.state.palaver.store().read_events(stream, cursor, REPLAY_BATCH).await {
+                Ok(events) => events,
+                Err(err) => {
+                    tracing::warn!(%err, stream, "replay failed");
+                    return;
+                }
+            };
+            let count = events.len();
+            for event in events {
+                cursor = event.seq;
+                if !self.out.send(event_frame(&event).into()).await {
+                    self.too_slow = true;
+                    return;
+                }
+            }
+            if count < REPLAY_BATCH as usize {
+                break;
+            }
+        }
+        let delivered = self.delivered.entry(stream.to_string()).or_insert(0);
+        *delivered = (*delivered).max(cursor);
+    }
+
+    async fn serve(&mut self, stream: &mut futures_util::stream::SplitStream<WebSocket>) -> Ending {
+        let mut last_heard = Instant::now();
+        let mut idle_check = tokio::time::interval(Duration::from_secs(5));
+        let mut unread_tick = tokio::time::interval(UNREAD_INTERVAL);
+        unread_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if self.too_slow {
+                self.out.frame(&ServerFrame::Closing { reason: "too_slow".into() }).await;
+                return Ending::Close(realtime::CLOSE_TOO_SLOW, "too slow");
+            }
+            let warn_at = self.token_warning_time();
+            let expire_at = self.token_expiry_time();
+            tokio::select! {
+                message = stream.next() => {
+                    let Some(Ok(message)) = message else { return Ending::ClientLeft };
+                    last_heard = Instant::now();
+                    if let Message::Close(_) = message {
+                        return Ending::ClientLeft;
+                    }
+                    let Some(parsed) = parse_request(&message) else { continue };
+                    match parsed {
+                        Ok(request) => {
+                            let result = Box::pin(calls::handle(self, request.call)).await;
+                            if !self.out.reply(request.id, result).await {
+                                self.too_slow = true;
+                            }
+                        }
+                        Err(err) => {
+                            self.out.frame(&ServerFrame::Reply(Reply { reply_to: 0, result: None, error: Some(ApiError::invalid("frame", err).realtime()) })).await;
+                        }
+                    }
+                }
+                item = self.feed.recv() => match item {
+                    Ok(item) => self.forward(&item).await,
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up().await,
+                    Err(broadcast::error::RecvError::Closed) => return Ending::Close(realtime::CLOSE_GOING_AWAY, "shutdown"),
+                },
+                notice = self.typing.recv() => {
+                    if let Ok(notice) = notice {
+                        self.forward_typing(&notice).await;
+                    }
+                }
+                () = tokio::time::sleep_until(warn_at), if !self.token_warned => {
+                    self.token_warned = true;
+                    self.out.frame(&ServerFrame::TokenAboutToExpire { expires_at: palaver_core::event::rfc3339(self.token.expires_at) }).await;
+                }
+                () = tokio::time::sleep_until(expire_at) => {
+                    self.out.frame(&ServerFrame::Closing { reason: "token_expired".into() }).await;
+                    return Ending::Close(realtime::CLOSE_TOKEN_EXPIRED, "token expired");
+                }
+                _ = unread_tick.tick(), if !self.unread_dirty.is_empty() => {
+                    for conversation in std::mem::take(&mut self.unread_dirty) {
+                        self.push_unread(&conversation).await;
+                    }
+                }
+                _ = idle_check.tick() => {
+                    if last_heard.elapsed() > IDLE_LIMIT {
+                        return Ending::Close(realtime::CLOSE_GOING_AWAY, "idle");
+                    }
+                }
+                _ = self.shutdown.changed() => {
+                    self.out.frame(&ServerFrame::Closing { reason: "shutdown".into() }).await;
+                    return Ending::Close(realtime::CLOSE_GOING_AWAY, "shutdown");
+                }
+            }
+        }
+    }
+
+    fn remaining(&self) -> Duration {
+        let left = self.token.expires_at - time::OffsetDateTime::now_utc();
+        Duration::try_from(left).unwrap_or(Duration::ZERO)
+    }
+
+    fn token_expiry_time(&self) -> Instant {
+        Instant::now() + self.remaining()
+    }
+
+    fn token_warning_time(&self) -> Instant {
+        let left = self.remaining();
+        let lead = Duration::from_secs(180).min(left / 2);
+        Instant::now() + (left - lead)
+    }
+
+    /// A new token was accepted: re-arm the warning.
+    pub(super) fn token_renewed(&mut self, token: VerifiedToken) {
+        self.token = token;
+        self.token_warned = false;
+    }
+
+    /// Forwards one live event if this session follows its stream and has not sent it yet.
+    async fn forward(&mut self, item: &FeedItem) {
+        let event = &item.event;
+        if !self.subscribed.contains(&event.stream) {
+            return;
+        }
+        let delivered = self.delivered.get(&event.stream).copied().unwrap_or(0);
+        if event.seq <= delivered {
+            return;
+        }
+        if event.seq > delivered + 1 && delivered > 0 {
+            // A gap means the feed skipped something for us; the store has it.
+            self.replay(&event.stream.clone(), delivered).await;
+            return;
+        }
+        // The frame's bytes are shared by every session; only the UTF-8 check is repeated, not the copy.
+        let Ok(text) = Utf8Bytes::try_from(item.frame.clone()) else { return };
+        if !self.out.send(text).await {
+            self.too_slow = true;
+            return;
+        }
+        self.delivered.insert(event.stream.clone(), event.seq);
+        if event.stream == self.user_stream {
+            self.on_user_event(event).await;
+        } else if self.joined.contains(&event.stream) {
+            self.on_conversation_event(event).await;
+        }
+    }
+
+    async fn on_user_event(&mut self, event: &palaver_core::event::Event) {
+        let Ok(change) = serde_json::from_value::<UserConversationChange>(event.data.clone()) else { return };
+        let conv = change.conversation.sid;
+        match event.kind {
+            EventKind::UserConversationJoined => {
+                self.joined.insert(conv.clone());
+                if self.subscribed.insert(conv.clone()) || !self.delivered.contains_key(&conv) {
+                    let from = change.joined_at_seq.map_or(0, |seq| seq - 1);
+                    self.delivered.insert(conv.clone(), from);
+                    self.replay(&conv, from).await;
+                }
+            }
+            EventKind::UserConversationLeft => {
+                self.unread_sent.remove(&conv);
+                self.unread_dirty.remove(&conv);
+                self.joined.remove(&conv);
+                self.subscribed.remove(&conv);
+                self.delivered.remove(&conv);
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_conversation_event(&mut self, event: &palaver_core::event::Event) {
+        let mine = match event.kind {
+            EventKind::MessageAdded | EventKind::MessageRemoved => true,
+            EventKind::ParticipantUpdated => {
+                event.data.get("identity").and_then(|v| v.as_str()) == Some(self.session.identity().as_str())
+            }
+            _ => false,
+        };
+        if mine {
+            self.unread_dirty.insert(event.stream.clone());
+        }
+    }
+
+    /// Sends the caller's current unread count in a conversation, if it changed since the last one sent.
+    pub(super) async fn push_unread(&mut self, conversation: &str) {
+        let Ok(uc) = self.session.user_conversation(&ConversationRef::parse(conversation)).await else { return };
+        if self.unread_sent.get(conversation) == Some(&uc.unread_messages_count) {
+            return;
+        }
+        self.unread_sent.insert(conversation.to_string(), uc.unread_messages_count);
+        let frame = ServerFrame::Unread(UnreadFrame {
+            conversation_sid: conversation.to_string(),
+            unread_messages_count: uc.unread_messages_count,
+            last_read_message_index: uc.participant.last_read_message_index,
+        });
+        if !self.out.frame(&frame).await {
+            self.too_slow = true;
+        }
+    }
+
+    /// After the feed dropped events for this session, reads each followed stream from the store.
+    async fn catch_up(&mut self) {
+        let streams: Vec<(String, i64)> =
+            self.subscribed.iter().map(|s| (s.clone(), self.delivered.get(s).copied().unwrap_or(0))).collect();
+        for (stream, after) in streams {
+            self.replay(&stream, after).await;
+        }
+    }
+
+    async fn forward_typing(&mut self, notice: &TypingNotice) {
+        let conversation = notice.conversation_sid.to_string();
+        if !self.joined.contains(&conversation) || notice.identity == self.session.identity().as_str() {
+            return;
+        }
+        let frame = ServerFrame::Typing(TypingFrame {
+            conversation_sid: conversation,
+            identity: notice.identity.clone(),
+            participant_sid: Some(notice.participant_sid.to_string()),
+            // One second more than senders wait, for network latency.
+            timeout_ms: self.state.palaver.typing_timeout().as_millis() as u64 + 1000,
+        });
+        if !self.out.frame(&frame).await {
+            self.too_slow = true;
+        }
+    }
+
+    pub(super) fn state(&self) -> &AppState {
+        &self.state
+    }
+}

@@ -1,0 +1,104 @@
+//! Every route of the REST API, in one list, and the handlers (one module per resource).
+//!
+//! Each conversation-service resource is served both at `/v1/<Resource>` (the default service) and at
+//! `/v1/Services/{ChatServiceSid}/<Resource>`; the [`Scope`](crate::scope::Scope) extractor tells them apart.
+
+mod configuration;
+mod conversations;
+mod messages;
+mod participant_conversations;
+mod participants;
+mod roles;
+mod services;
+mod users;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use axum::{Json, Router};
+use palaver_api::ErrorCode;
+use serde::Serialize;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Routes that exist once per conversation service: `(path below the service, handlers)`.
+fn service_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/Conversations", get(conversations::list).post(conversations::create)),
+        (
+            "/Conversations/{conversation}",
+            get(conversations::fetch).post(conversations::update).delete(conversations::delete),
+        ),
+        ("/Conversations/{conversation}/Participants", get(participants::list).post(participants::create)),
+        (
+            "/Conversations/{conversation}/Participants/{participant}",
+            get(participants::fetch).post(participants::update).delete(participants::delete),
+        ),
+        ("/Conversations/{conversation}/Messages", get(messages::list).post(messages::create)),
+        (
+            "/Conversations/{conversation}/Messages/{message}",
+            get(messages::fetch).post(messages::update).delete(messages::delete),
+        ),
+        ("/ConversationWithParticipants", post(conversations::create_with_participants)),
+        ("/ParticipantConversations", get(participant_conversations::list)),
+        ("/Users", get(users::list).post(users::create)),
+        ("/Users/{user}", get(users::fetch).post(users::update).delete(users::delete)),
+        ("/Users/{user}/Conversations", get(users::list_conversations)),
+        (
+            "/Users/{user}/Conversations/{conversation}",
+            get(users::fetch_conversation).post(users::update_conversation).delete(users::leave_conversation),
+        ),
+        ("/Roles", get(roles::list).post(roles::create)),
+        ("/Roles/{role}", get(roles::fetch).post(roles::update).delete(roles::delete)),
+    ]
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let mut api = Router::new()
+        .route("/v1/Configuration", get(configuration::fetch).post(configuration::update))
+        .route("/v1/Services", get(services::list).post(services::create))
+        .route("/v1/Services/{service}", get(services::fetch).delete(services::delete))
+        .route(
+            "/v1/Services/{service}/Configuration",
+            get(services::fetch_configuration).post(services::update_configuration),
+        );
+    for (path, handlers) in service_routes() {
+        api = api
+            .route(&format!("/v1{path}"), handlers.clone())
+            .route(&format!("/v1/Services/{{service}}{path}"), handlers);
+    }
+    let api = api
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require_basic_auth));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/realtime", get(crate::gateway::upgrade))
+        .merge(api)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// GET /healthz — liveness: answers 200 while the server runs.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(uri.path())
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, format!("Method {method} is not allowed on {}", uri.path()))
+}
+
+/// A JSON response with a status.
+pub(crate) fn json<T: Serialize>(status: StatusCode, body: T) -> Response {
+    (status, Json(body)).into_response()
+}
+
+/// The response to a successful DELETE.
+pub(crate) fn deleted() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}

@@ -1,0 +1,128 @@
+//! Palaver's HTTP edge: the only crate that knows HTTP.
+//!
+//! - [`router`] lists every route of the Twilio-compatible REST API v1 in one place;
+//! - `http/<resource>.rs` holds one handler per endpoint, each headed by its `METHOD /path`;
+//! - [`error`] maps domain errors to HTTP statuses and Twilio error codes, in one place;
+//! - `auth` checks HTTP Basic credentials (account SID + auth token, or API key SID + secret).
+//!
+//! [`run`] serves a bound listener until a shutdown future completes, so the binary and the tests share one
+//! entry point. It also runs the conversation timer scheduler for as long as it serves.
+
+mod auth;
+pub mod error;
+mod form;
+mod gateway;
+mod http;
+mod paging;
+mod resources;
+mod scope;
+pub mod token;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use palaver_api::sid::AccountSid;
+use palaver_core::Palaver;
+use tokio::net::TcpListener;
+
+pub use http::router;
+
+/// Everything a request handler needs.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The domain.
+    pub palaver: Palaver,
+    /// The account this server belongs to.
+    pub credentials: Arc<Credentials>,
+    /// Set to true when the server shuts down, so realtime sessions close cleanly.
+    pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Flow-control limits of realtime connections.
+    pub realtime: RealtimeLimits,
+}
+
+/// How much a realtime connection may buffer for a client, and for how long a full buffer may wait.
+#[derive(Debug, Clone, Copy)]
+pub struct RealtimeLimits {
+    /// Frames queued for one connection at most.
+    pub send_queue: usize,
+    /// How long a full queue waits for the client to read before the client is cut off as too slow.
+    pub slow_consumer_grace: std::time::Duration,
+}
+
+impl Default for RealtimeLimits {
+    fn default() -> Self {
+        Self { send_queue: 4096, slow_consumer_grace: std::time::Duration::from_secs(5) }
+    }
+}
+
+/// The account's primary credentials.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// `AC…`, the user name of HTTP Basic auth and the `sub` of access tokens.
+    pub account_sid: AccountSid,
+    /// The password of HTTP Basic auth, and the key that signs webhooks.
+    pub auth_token: String,
+}
+
+/// Where the embedded database lives inside a data directory.
+pub const DATABASE_FILE: &str = "palaver.sqlite3";
+
+/// Opens (creating if needed) the embedded SQLite database in `data_dir`, bootstraps it, and returns the state
+/// the server runs on.
+///
+/// # Errors
+/// When the directory or database cannot be opened.
+pub async fn open_embedded(
+    data_dir: &std::path::Path,
+    credentials: Credentials,
+    settings: palaver_core::service::Settings,
+) -> Result<AppState, palaver_core::Error> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| palaver_core::Error::Storage(format!("cannot create {}: {e}", data_dir.display())))?;
+    let store = palaver_store_sqlite::SqliteStore::open(&data_dir.join(DATABASE_FILE))?;
+    let palaver = Palaver::new(Arc::new(store), Arc::new(palaver_core::SystemClock), settings);
+    palaver.bootstrap().await?;
+    Ok(AppState {
+        palaver,
+        credentials: Arc::new(credentials),
+        shutdown: Arc::new(tokio::sync::watch::channel(false).0),
+        realtime: RealtimeLimits::default(),
+    })
+}
+
+/// Serves the REST API on `listener` until `shutdown` completes, then finishes in-flight requests and returns.
+/// The timer scheduler runs alongside and stops with it.
+///
+/// # Errors
+/// When the listener fails.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let stopping = state.shutdown.clone();
+    let stop_background = state.shutdown.clone();
+    let watcher = stopping.clone();
+    let until_stopped = move || {
+        let mut stopped = watcher.subscribe();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let scheduler = tokio::spawn(palaver_core::timers::run_timer_scheduler(state.palaver.clone(), until_stopped()));
+    let feed = tokio::spawn(state.palaver.feed().clone().run(state.palaver.store().clone(), until_stopped()));
+    let app: Router = router(state);
+    let signal = async move {
+        shutdown.await;
+        // Realtime sessions are not HTTP requests in flight: tell them to close so the graceful shutdown
+        // does not wait on them.
+        let _ = stopping.send(true);
+    };
+    let served = axum::serve(listener, app).with_graceful_shutdown(signal).await;
+    // Also when serving failed rather than being asked to stop.
+    let _ = stop_background.send(true);
+    let _ = scheduler.await;
+    let _ = feed.await;
+    served
+}

@@ -1,0 +1,112 @@
+//! List requests (`PageSize`, `Page`, `PageToken`) and the `meta` of list responses, whose page URLs are
+//! absolute and keep the request's other query parameters (filters, `Order`).
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use palaver_api::rest::{ListPage, PageMeta, PageToken};
+use palaver_core::store::{Cursor, Page, PageQuery};
+
+use crate::error::ApiError;
+use crate::scope::origin_of;
+
+/// The query string of a list request, decoded.
+#[derive(Debug, Clone)]
+pub(crate) struct ListQuery {
+    origin: String,
+    path: String,
+    params: Vec<(String, String)>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let params = serde_urlencoded::from_str::<Vec<(String, String)>>(parts.uri.query().unwrap_or(""))
+            .map_err(|e| ApiError::invalid("query string", e))?;
+        Ok(Self { origin: origin_of(parts), path: parts.uri.path().to_string(), params })
+    }
+}
+
+/// A validated page request plus what is needed to link to neighbouring pages.
+#[derive(Debug, Clone)]
+pub(crate) struct ListRequest {
+    /// The page to read.
+    pub(crate) page: PageQuery,
+    query: ListQuery,
+    page_number: u32,
+}
+
+impl ListQuery {
+    /// The origin (`http://host`) the client addressed.
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The last value of a query parameter.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Validates `PageSize` (1..=`max`, default 50 capped at `max`), `Page` and `PageToken`.
+    ///
+    /// # Errors
+    /// When any of them is malformed or out of range.
+    pub(crate) fn page(&self, max: u32, descending: bool) -> Result<ListRequest, ApiError> {
+        let size = match self.get("PageSize") {
+            None => 50.min(max),
+            Some(raw) => match raw.parse::<u32>() {
+                Ok(n) if (1..=max).contains(&n) => n,
+                _ => return Err(ApiError::invalid("PageSize", format!("'{raw}' must be an integer from 1 to {max}"))),
+            },
+        };
+        let page_number = match self.get("Page") {
+            None => 0,
+            Some(raw) => {
+                raw.parse::<u32>().map_err(|_| ApiError::invalid("Page", format!("'{raw}' is not a page number")))?
+            }
+        };
+        let cursor = match self.get("PageToken") {
+            None | Some("") => None,
+            Some(raw) => {
+                let token = PageToken::parse(raw).ok_or_else(|| {
+                    ApiError::invalid("PageToken", format!("'{raw}' is not a page token of this list"))
+                })?;
+                Some(Cursor { backwards: token.backwards, key: token.key })
+            }
+        };
+        Ok(ListRequest { page: PageQuery { size, cursor, descending }, query: self.clone(), page_number })
+    }
+}
+
+impl ListRequest {
+    fn url(&self, page_number: u32, cursor: Option<Cursor>) -> String {
+        let mut params: Vec<(String, String)> = self
+            .query
+            .params
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "PageSize" | "Page" | "PageToken"))
+            .cloned()
+            .collect();
+        params.push(("PageSize".into(), self.page.size.to_string()));
+        params.push(("Page".into(), page_number.to_string()));
+        if let Some(c) = cursor {
+            params.push(("PageToken".into(), PageToken { backwards: c.backwards, key: c.key }.encode()));
+        }
+        let query = serde_urlencoded::to_string(&params).unwrap_or_default();
+        format!("{}{}?{}", self.query.origin, self.query.path, query)
+    }
+
+    /// Wraps converted items into a list response under `key`.
+    pub(crate) fn respond<T, U>(&self, key: &str, page: Page<T>, convert: impl Fn(T) -> U) -> ListPage<U> {
+        let meta = PageMeta {
+            page: self.page_number,
+            page_size: self.page.size,
+            first_page_url: self.url(0, None),
+            previous_page_url: page.previous.map(|c| self.url(self.page_number.saturating_sub(1), Some(c))),
+            url: self.url(self.page_number, self.page.cursor),
+            next_page_url: page.next.map(|c| self.url(self.page_number + 1, Some(c))),
+            key: key.to_string(),
+        };
+        ListPage { items: page.items.into_iter().map(convert).collect(), meta }
+    }
+}

@@ -1,0 +1,69 @@
+use crate::api::{Api, assert_error};
+
+#[tokio::test]
+async fn wrong_or_missing_credentials_get_20003() {
+    let api = Api::start().await;
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/Conversations", api.server.url()))
+        .basic_auth(api.server.account_sid(), Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], 20003);
+    let response = reqwest::get(format!("{}/v1/Conversations", api.server.url())).await.unwrap();
+    assert_eq!(response.status(), 401);
+    // Health needs no credentials.
+    assert_eq!(reqwest::get(format!("{}/healthz", api.server.url())).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn bad_input_gets_twilio_errors_not_500s() {
+    let api = Api::start().await;
+    let conv = api.conversation(&[("UniqueName", "taken")]).await;
+    assert_error(&api.post("/v1/Conversations", &[("UniqueName", "taken")]).await, 409, 50353);
+    assert_error(
+        &api.post("/v1/Conversations", &[("UniqueName", "CH0123456789abcdef0123456789abcdef")]).await,
+        400,
+        50390,
+    );
+    assert_error(&api.post("/v1/Conversations", &[("Attributes", "{not json")]).await, 400, 20001);
+    assert_error(&api.post("/v1/Conversations", &[("FriendlyName", &"x".repeat(257))]).await, 400, 20001);
+    let big = format!("\"{}\"", "a".repeat(16 * 1024));
+    assert_error(&api.post("/v1/Conversations", &[("Attributes", &big)]).await, 400, 20001);
+    assert_error(&api.post("/v1/Conversations", &[("State", "bogus")]).await, 400, 20001);
+    assert_error(&api.post("/v1/Conversations", &[("Timers.Inactive", "banana")]).await, 400, 20001);
+    assert_error(&api.post("/v1/Conversations", &[("DateCreated", "yesterday")]).await, 400, 20001);
+    assert_error(&api.get("/v1/Conversations?PageSize=0").await, 400, 20001);
+    assert_error(&api.get("/v1/Conversations?PageSize=1000").await, 400, 20001);
+    assert_error(&api.get("/v1/Conversations?PageToken=garbage").await, 400, 20001);
+    let messages = format!("/v1/Conversations/{conv}/Messages");
+    let small = format!("\"{}\"", "a".repeat(4 * 1024));
+    assert_error(&api.post(&messages, &[("Body", "x"), ("Attributes", &small)]).await, 400, 20001);
+    assert_error(&api.post(&messages, &[("Body", &"b".repeat(33_000))]).await, 400, 20001);
+    assert_error(&api.post(&messages, &[]).await, 400, 20001);
+    assert_error(&api.get(&format!("{messages}?Order=sideways")).await, 400, 20001);
+    assert_error(&api.get(&format!("{messages}/IM0123456789abcdef0123456789abcdef")).await, 404, 20404);
+    assert_error(&api.get(&format!("{messages}/not-a-sid")).await, 404, 20404);
+    assert_error(&api.get("/v1/Conversations/CH0123456789abcdef0123456789abcdef").await, 404, 50350);
+    assert_error(&api.get("/v1/Users/nobody").await, 404, 20404);
+    assert_error(&api.get("/v1/Services/IS0123456789abcdef0123456789abcdef/Conversations").await, 404, 20404);
+    assert_error(&api.get("/v1/NoSuchThing").await, 404, 20404);
+    assert_error(&api.delete("/v1/Conversations").await, 405, 20004);
+}
+
+#[tokio::test]
+async fn body_over_1600_characters_is_refused_when_sms_participants_exist() {
+    let api = Api::start().await;
+    let conv = api.conversation(&[]).await;
+    let messages = format!("/v1/Conversations/{conv}/Messages");
+    let long = "c".repeat(2000);
+    assert_eq!(api.post(&messages, &[("Body", &long)]).await.0, 201);
+    api.post(
+        &format!("/v1/Conversations/{conv}/Participants"),
+        &[("MessagingBinding.Address", "+15550001111"), ("MessagingBinding.ProxyAddress", "+15550002222")],
+    )
+    .await;
+    assert_error(&api.post(&messages, &[("Body", &long)]).await, 400, 20001);
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real server on a free port with its own SQLite database, driven over HTTP.
+
+mod api;
+mod conversations;
+mod errors;
+mod messages;
+mod participants;
+mod realtime;
+mod timers_and_restart;
+mod users_roles_services;

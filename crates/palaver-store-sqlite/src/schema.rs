@@ -1,0 +1,163 @@
+//! Schema migrations, applied in order at open. `PRAGMA user_version` records how many have run.
+
+/// Each entry upgrades the schema by one version; never edit a published entry, append a new one.
+pub(crate) const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE account_config (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    default_service_sid TEXT NOT NULL,
+    default_messaging_service_sid TEXT,
+    default_inactive_timer INTEGER,
+    default_closed_timer INTEGER
+);
+
+CREATE TABLE services (
+    id INTEGER PRIMARY KEY,
+    sid TEXT NOT NULL UNIQUE,
+    friendly_name TEXT NOT NULL,
+    creator_role_sid TEXT NOT NULL,
+    participant_role_sid TEXT NOT NULL,
+    user_role_sid TEXT NOT NULL,
+    reachability_enabled INTEGER NOT NULL DEFAULT 0,
+    date_created INTEGER NOT NULL,
+    date_updated INTEGER NOT NULL
+);
+
+CREATE TABLE roles (
+    id INTEGER PRIMARY KEY,
+    sid TEXT NOT NULL UNIQUE,
+    service_sid TEXT NOT NULL,
+    friendly_name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    permissions TEXT NOT NULL,
+    date_created INTEGER NOT NULL,
+    date_updated INTEGER NOT NULL
+);
+CREATE INDEX roles_by_service ON roles(service_sid, id);
+
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    sid TEXT NOT NULL UNIQUE,
+    service_sid TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    friendly_name TEXT,
+    attributes TEXT NOT NULL,
+    role_sid TEXT,
+    date_created INTEGER NOT NULL,
+    date_updated INTEGER NOT NULL,
+    UNIQUE (service_sid, identity)
+);
+
+CREATE TABLE conversations (
+    id INTEGER PRIMARY KEY,
+    sid TEXT NOT NULL UNIQUE,
+    service_sid TEXT NOT NULL,
+    friendly_name TEXT,
+    unique_name TEXT,
+    attributes TEXT NOT NULL,
+    messaging_service_sid TEXT,
+    state TEXT NOT NULL,
+    state_updated INTEGER NOT NULL,
+    created_by TEXT,
+    email_address TEXT,
+    email_name TEXT,
+    date_created INTEGER NOT NULL,
+    date_updated INTEGER NOT NULL,
+    timer_inactive INTEGER,
+    timer_closed INTEGER,
+    date_inactive INTEGER,
+    date_closed INTEGER,
+    -- The next message index to hand out; never decreases, so indices are never reused.
+    next_message_index INTEGER NOT NULL DEFAULT 0,
+    -- How many messages were deleted; with next_message_index this gives the exact message count.
+    deleted_messages INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (service_sid, unique_name)
+);
+CREATE INDEX conversations_by_service ON conversations(service_sid, id);
+CREATE INDEX conversations_inactive_due ON conversations(date_inactive) WHERE date_inactive IS NOT NULL;
+CREATE INDEX conversations_closed_due ON conversations(date_closed) WHERE date_closed IS NOT NULL;
+
+CREATE TABLE participants (
+    id INTEGER PRIMARY KEY,
+    sid TEXT NOT NULL UNIQUE,
+    conversation_id INTEGER NOT NULL,
+    conversation_sid TEXT NOT NULL,
+    service_sid TEXT NOT NULL,
+    identity TEXT,
+    binding_type TEXT,
+    binding_address TEXT,
+    binding_proxy TEXT,
+    binding_projected TEXT,
+    binding_name TEXT,
+    binding_level TEXT,
+    attributes TEXT NOT NULL,
+    role_sid TEXT,
+    last_read_index INTEGER,
+    last_read_timestamp INTEGER,
+    notification_level TEXT NOT NULL DEFAULT 'default',
+    date_created INTEGER NOT NULL,
+    date_updated INTEGER NOT NULL,
+    UNIQUE (conversation_id, identity)
+);
+CREATE INDEX participants_by_conversation ON participants(conversation_id, id);
+CREATE INDEX participants_by_identity ON participants(service_sid, identity) WHERE identity IS NOT NULL;
+CREATE INDEX participants_by_address ON participants(service_sid, binding_address) WHERE binding_address IS NOT NULL;
+
+CREATE TABLE messages (
+    conversation_id INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    sid TEXT NOT NULL,
+    author TEXT NOT NULL,
+    body TEXT,
+    subject TEXT,
+    attributes TEXT NOT NULL,
+    participant_sid TEXT,
+    content_sid TEXT,
+    date_created INTEGER NOT NULL,
+    date_updated INTEGER,
+    PRIMARY KEY (conversation_id, idx)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX messages_by_sid ON messages(sid);
+
+-- Indices of deleted messages: unread counts subtract those above the horizon, which stays cheap because
+-- deletions are rare compared to messages.
+CREATE TABLE deleted_messages (
+    conversation_id INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, idx)
+) WITHOUT ROWID;
+
+CREATE TABLE api_keys (
+    id INTEGER PRIMARY KEY,
+    sid TEXT NOT NULL UNIQUE,
+    friendly_name TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    date_created INTEGER NOT NULL
+);
+
+-- The event log: one stream per conversation or user, sequence numbers without gaps.
+CREATE TABLE streams (
+    stream TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- `id` orders the whole log by commit, which is what the live feed tails; (stream, seq) is what clients
+-- resume from.
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    data TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    UNIQUE (stream, seq)
+);
+
+-- Idempotency keys of sent messages: a retried send with the same key returns the stored message.
+CREATE TABLE message_keys (
+    conversation_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    message_sid TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, key)
+) WITHOUT ROWID;
+"#];

@@ -1,0 +1,146 @@
+//! Server settings from, in order of precedence: command-line flags, `PALAVER_*` environment variables, a TOML
+//! config file, and defaults.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use palaver_api::sid::AccountSid;
+use serde::Deserialize;
+
+/// Flags of `palaver serve`. Every flag also reads its `PALAVER_*` variable.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "PALAVER_LISTEN")]
+    listen: Option<String>,
+    /// Directory for the embedded database and generated credentials.
+    #[arg(long, env = "PALAVER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML file with any of: listen, data_dir, account_sid, auth_token, enforce_timer_minimums.
+    #[arg(long, env = "PALAVER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Account SID (AC…) used as the REST user name; generated on first start when not given.
+    #[arg(long, env = "PALAVER_ACCOUNT_SID", hide_env_values = true)]
+    account_sid: Option<String>,
+    /// Auth token used as the REST password and webhook signing key; generated on first start when not given.
+    #[arg(long, env = "PALAVER_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+    /// Enforce Twilio's minimum conversation timers (1 minute inactive, 10 minutes closed).
+    #[arg(long, env = "PALAVER_ENFORCE_TIMER_MINIMUMS")]
+    enforce_timer_minimums: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    account_sid: Option<String>,
+    auth_token: Option<String>,
+    enforce_timer_minimums: Option<bool>,
+}
+
+/// The resolved settings.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) listen: String,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) account_sid: Option<String>,
+    pub(crate) auth_token: Option<String>,
+    pub(crate) domain: palaver_core::service::Settings,
+}
+
+impl Settings {
+    pub(crate) fn resolve(args: ServeArgs) -> Result<Self> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        Ok(Self {
+            listen: args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8088".into()),
+            data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./palaver-data")),
+            account_sid: args.account_sid.or(file.account_sid),
+            auth_token: args.auth_token.or(file.auth_token),
+            domain: palaver_core::service::Settings {
+                enforce_timer_minimums: args.enforce_timer_minimums.or(file.enforce_timer_minimums).unwrap_or(true),
+                ..Default::default()
+            },
+        })
+    }
+}
+
+#[derive(Debug, serde::Serialize, Deserialize)]
+struct StoredCredentials {
+    account_sid: String,
+    auth_token: String,
+}
+
+const CREDENTIALS_FILE: &str = "credentials.toml";
+
+/// The account credentials: given ones, else those stored in the data directory, else new ones that are stored
+/// and printed once.
+pub(crate) fn credentials(settings: &Settings) -> Result<palaver_server::Credentials> {
+    let (sid, token) = match (&settings.account_sid, &settings.auth_token) {
+        (Some(sid), Some(token)) => (sid.clone(), token.clone()),
+        (None, None) => stored_or_generated(&settings.data_dir)?,
+        _ => bail!("set both PALAVER_ACCOUNT_SID and PALAVER_AUTH_TOKEN, or neither"),
+    };
+    if token.len() < 8 {
+        bail!("the auth token must be at least 8 characters");
+    }
+    let account_sid = AccountSid::parse(&sid).context("the account SID")?;
+    Ok(palaver_server::Credentials { account_sid, auth_token: token })
+}
+
+fn stored_or_generated(data_dir: &Path) -> Result<(String, String)> {
+    let path = data_dir.join(CREDENTIALS_FILE);
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let stored: StoredCredentials = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        return Ok((stored.account_sid, stored.auth_token));
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let account_sid = AccountSid::generate().to_string();
+    // Two random SIDs' hex digits make a 64-hex-digit token.
+    let auth_token = format!("{}{}", &AccountSid::generate().as_str()[2..], &AccountSid::generate().as_str()[2..]);
+    let stored = StoredCredentials { account_sid: account_sid.clone(), auth_token: auth_token.clone() };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(toml::to_string(&stored)?.as_bytes())?;
+    file.sync_all()?;
+    println!("Generated credentials (stored in {}):", path.display());
+    println!("  account SID: {account_sid}");
+    println!("  auth token:  {auth_token}");
+    Ok((account_sid, auth_token))
+}
+
+/// The account SID for commands that work on a data directory without serving: the given one, else the one
+/// stored there.
+pub(crate) fn account_sid_for(data_dir: &Path, given: Option<String>) -> Result<AccountSid> {
+    let raw = match given {
+        Some(raw) => raw,
+        None => {
+            let path = data_dir.join(CREDENTIALS_FILE);
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "reading {} (start the server once, or pass --account-sid / PALAVER_ACCOUNT_SID)",
+                    path.display()
+                )
+            })?;
+            toml::from_str::<StoredCredentials>(&text)
+                .with_context(|| format!("parsing {}", path.display()))?
+                .account_sid
+        }
+    };
+    AccountSid::parse(&raw).context("the account SID")
+}

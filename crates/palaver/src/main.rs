@@ -1,0 +1,304 @@
+//! The `palaver` command: run the server, manage API keys.
+
+mod chat;
+mod config;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use palaver_core::input::FriendlyName;
+
+use config::{ServeArgs, Settings};
+
+/// Palaver: a self-hosted conversations server with a Twilio-compatible REST API.
+#[derive(Debug, Parser)]
+#[command(name = "palaver", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Mint an access token for the realtime API (for development and scripts).
+    Token {
+        /// The user the token is for.
+        #[arg(long)]
+        identity: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: i64,
+        /// Conversation service (IS…); the default service when omitted.
+        #[arg(long)]
+        service: Option<String>,
+        /// Data directory of the server (its credentials and API keys).
+        #[arg(long, env = "PALAVER_DATA_DIR", default_value = "./palaver-data")]
+        data_dir: PathBuf,
+        /// Account SID, when not stored in the data directory.
+        #[arg(long, env = "PALAVER_ACCOUNT_SID", hide_env_values = true)]
+        account_sid: Option<String>,
+    },
+    /// Chat from the terminal: live messages, typing, unread counts, /commands.
+    Chat {
+        /// Who you are.
+        #[arg(long)]
+        identity: String,
+        /// Conversation SID or unique name (created when the name is new).
+        #[arg(long)]
+        conversation: Option<String>,
+        /// The server's realtime URL.
+        #[arg(long, env = "PALAVER_URL", default_value = "ws://127.0.0.1:8088/v1/realtime")]
+        url: String,
+        /// An access token; minted from the data directory's API key when omitted.
+        #[arg(long, env = "PALAVER_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Data directory of the server (to mint a token).
+        #[arg(long, env = "PALAVER_DATA_DIR", default_value = "./palaver-data")]
+        data_dir: PathBuf,
+    },
+    /// Run a benchmark scenario and print a table and one JSON line.
+    Bench(BenchArgs),
+    /// Manage API keys (SK… SID + secret), accepted by the REST API like the account's auth token.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+        /// Data directory of the server whose keys to manage.
+        #[arg(long, env = "PALAVER_DATA_DIR", default_value = "./palaver-data", global = true)]
+        data_dir: PathBuf,
+    },
+}
+
+/// `palaver bench` options.
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// ingest, fanout, connections, history, rest or unread.
+    scenario: String,
+    /// A running server to measure; by default the benchmark starts its own on the embedded default.
+    #[arg(long)]
+    url: Option<String>,
+    /// API key SID of the server at --url (to mint access tokens).
+    #[arg(long, env = "PALAVER_BENCH_KEY_SID")]
+    key_sid: Option<String>,
+    /// That key's secret.
+    #[arg(long, env = "PALAVER_BENCH_KEY_SECRET", hide_env_values = true)]
+    key_secret: Option<String>,
+    /// Account SID of the server at --url.
+    #[arg(long, env = "PALAVER_ACCOUNT_SID", hide_env_values = true)]
+    account_sid: Option<String>,
+    /// Auth token of the server at --url.
+    #[arg(long, env = "PALAVER_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+    /// Messages to send or to fill with (default per scenario).
+    #[arg(long)]
+    messages: Option<u64>,
+    /// Concurrent senders / REST clients.
+    #[arg(long, default_value_t = 32)]
+    senders: usize,
+    /// Conversations for ingest.
+    #[arg(long, default_value_t = 16)]
+    conversations: usize,
+    /// Requests in flight per sender.
+    #[arg(long, default_value_t = 16)]
+    window: usize,
+    /// Listeners (fanout) or connections (connections; default 10000 there).
+    #[arg(long)]
+    listeners: Option<usize>,
+    /// Fanout send rate, messages per second.
+    #[arg(long, default_value_t = 100)]
+    rate: u64,
+    /// Length of timed phases, seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Create a key and print its SID and secret (the secret is shown only here).
+    Create {
+        /// A name to recognise the key by.
+        #[arg(long, default_value = "palaver key")]
+        name: String,
+    },
+    /// List keys.
+    List,
+    /// Delete a key.
+    Delete {
+        /// The key's SID.
+        sid: String,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PALAVER_LOG")
+                .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(Settings::resolve(args)?).await,
+            Command::Keys { action, data_dir } => keys(action, &data_dir).await,
+            Command::Bench(args) => bench(args).await,
+            Command::Chat { identity, conversation, url, token, data_dir } => {
+                let token = match token {
+                    Some(token) => token,
+                    None => mint(&identity, 24 * 3600, None, &data_dir, None).await?,
+                };
+                chat::run(&url, &token, conversation.as_deref()).await
+            }
+            Command::Token { identity, ttl, service, data_dir, account_sid } => {
+                token(&identity, ttl, service.as_deref(), &data_dir, account_sid).await
+            }
+        }
+    })
+}
+
+async fn serve(settings: Settings) -> Result<()> {
+    let credentials = config::credentials(&settings)?;
+    let state = palaver_server::open_embedded(&settings.data_dir, credentials, settings.domain)
+        .await
+        .with_context(|| format!("opening the data directory {}", settings.data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    let address = listener.local_addr()?;
+    // Tests and scripts wait for this line to know the server is ready and which port it got.
+    println!("Palaver listening on http://{address}");
+    tracing::info!(%address, data_dir = %settings.data_dir.display(), "serving");
+    palaver_server::run(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn token(
+    identity: &str,
+    ttl: i64,
+    service: Option<&str>,
+    data_dir: &std::path::Path,
+    account_sid: Option<String>,
+) -> Result<()> {
+    println!("{}", mint(identity, ttl, service, data_dir, account_sid).await?);
+    Ok(())
+}
+
+/// Signs a token with the data directory's first API key (creating one named "palaver token" if there is none).
+async fn mint(
+    identity: &str,
+    ttl: i64,
+    service: Option<&str>,
+    data_dir: &std::path::Path,
+    account_sid: Option<String>,
+) -> Result<String> {
+    let account_sid = config::account_sid_for(data_dir, account_sid)?;
+    let credentials = palaver_server::Credentials { account_sid: account_sid.clone(), auth_token: String::new() };
+    let state = palaver_server::open_embedded(data_dir, credentials, Default::default()).await?;
+    let key = match state.palaver.list_api_keys().await?.into_iter().next() {
+        Some(key) => key,
+        None => state.palaver.create_api_key(FriendlyName::parse("name", "palaver token")?).await?,
+    };
+    let service = service.map(palaver_api::sid::ServiceSid::parse).transpose()?;
+    Ok(palaver_server::token::mint(&palaver_server::token::MintRequest {
+        key_sid: &key.sid,
+        key_secret: &key.secret,
+        account_sid: &account_sid,
+        identity,
+        service_sid: service.as_ref(),
+        ttl_secs: ttl,
+    }))
+}
+
+async fn bench(args: BenchArgs) -> Result<()> {
+    use palaver_bench::{Scenario, Target, TargetOptions, Workload};
+    let scenario = Scenario::parse(&args.scenario)
+        .with_context(|| format!("unknown scenario '{}'; one of {}", args.scenario, Scenario::NAMES.join(", ")))?;
+    palaver_bench::raise_open_file_limit();
+    let defaults = Workload::default();
+    let workload = Workload {
+        messages: args.messages.unwrap_or(match scenario {
+            Scenario::Unread => 1_000_000,
+            Scenario::Rest => 20_000,
+            _ => defaults.messages,
+        }),
+        senders: args.senders.max(1),
+        conversations: args.conversations.max(1),
+        window: args.window.max(1),
+        listeners: args.listeners.unwrap_or(if scenario == Scenario::Connections {
+            10_000
+        } else {
+            defaults.listeners
+        }),
+        rate: args.rate.max(1),
+        seconds: args.seconds.max(1),
+    };
+    let target = Target::open(TargetOptions {
+        url: args.url,
+        account_sid: args.account_sid,
+        auth_token: args.auth_token,
+        key_sid: args.key_sid,
+        key_secret: args.key_secret,
+        binary: None,
+    })
+    .await?;
+    let report = palaver_bench::run(scenario, &target, &workload).await?;
+    print!("{}", report.table());
+    println!("{}", report.json_line());
+    Ok(())
+}
+
+async fn keys(action: KeysAction, data_dir: &std::path::Path) -> Result<()> {
+    let credentials = palaver_server::Credentials {
+        account_sid: palaver_api::sid::AccountSid::generate(),
+        auth_token: String::new(),
+    };
+    let state = palaver_server::open_embedded(data_dir, credentials, Default::default()).await?;
+    let palaver = state.palaver;
+    match action {
+        KeysAction::Create { name } => {
+            let key = palaver.create_api_key(FriendlyName::parse("name", &name)?).await?;
+            println!("sid:    {}", key.sid);
+            println!("secret: {}", key.secret);
+            println!("Keep the secret now: it is not shown again by `palaver keys list`.");
+        }
+        KeysAction::List => {
+            for key in palaver.list_api_keys().await? {
+                println!("{}  {}  created {}", key.sid, key.friendly_name, key.date_created);
+            }
+        }
+        KeysAction::Delete { sid } => {
+            let sid = palaver_api::sid::ApiKeySid::parse(&sid)?;
+            palaver.delete_api_key(&sid).await?;
+            println!("deleted {sid}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test of the project: formatting and lints, the Rust tests (which start real servers on free
+# ports), and the conformance suite that drives the server with the real `twilio` Python library.
+# It sets up what it needs itself (a Python virtualenv in .venv with the pinned requirements).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace --locked
+
+echo "== conformance suite (twilio Python library)"
+cargo build -p palaver --locked
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/conformance/requirements.txt
+PALAVER_BIN="$PWD/target/debug/palaver" .venv/bin/python -m pytest tests/conformance -q -p no:cacheprovider
