@@ -35,6 +35,9 @@ pub enum Error {
     /// An input value is malformed or out of range.
     #[error("{0}")]
     Invalid(#[from] InvalidInput),
+    /// A pre-event webhook refused the action.
+    #[error("the action was rejected by a pre-event webhook: {0}")]
+    RejectedByWebhook(String),
     /// The storage backend failed; the caller cannot fix this.
     #[error("storage failure: {0}")]
     Storage(String),
@@ -59,6 +62,7 @@ pub enum ResourceKind {
     UserConversation,
     Role,
     ApiKey,
+    Webhook,
 }
 
 impl fmt::Display for ResourceKind {
@@ -72,6 +76,7 @@ impl fmt::Display for ResourceKind {
             Self::UserConversation => "User conversation",
             Self::Role => "Role",
             Self::ApiKey => "API key",
+            Self::Webhook => "Webhook",
         })
     }
 }
@@ -108,6 +113,9 @@ pub enum Limit {
     /// Participants in one ConversationWithParticipants request.
     #[error("at most {0} participants can be given in one request")]
     ParticipantsPerRequest(usize),
+    /// Conversation-scoped webhooks per conversation.
+    #[error("the conversation already has the maximum of {0} webhooks")]
+    ScopedWebhooks(usize),
 }
 
 /// A malformed or out-of-range input, naming the parameter as the REST API spells it.

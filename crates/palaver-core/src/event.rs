@@ -27,6 +27,7 @@ pub enum EventKind {
     UserRemoved,
     UserConversationJoined,
     UserConversationLeft,
+    DeliveryUpdated,
 }
 
 impl EventKind {
@@ -48,6 +49,7 @@ impl EventKind {
             Self::UserRemoved => "user.removed",
             Self::UserConversationJoined => "user.conversation_joined",
             Self::UserConversationLeft => "user.conversation_left",
+            Self::DeliveryUpdated => "delivery.updated",
         }
     }
 
@@ -69,9 +71,84 @@ impl EventKind {
             Self::UserRemoved,
             Self::UserConversationJoined,
             Self::UserConversationLeft,
+            Self::DeliveryUpdated,
         ]
         .into_iter()
         .find(|k| k.as_str() == raw)
+    }
+}
+
+/// Through which door a change came in; webhooks report it as `Source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Source {
+    /// The REST API.
+    Api,
+    /// A realtime (SDK) client.
+    Sdk,
+    /// Palaver itself: timers, history import tools.
+    #[default]
+    System,
+    /// An inbound SMS.
+    Sms,
+    /// An inbound WhatsApp message.
+    Whatsapp,
+    /// An inbound email.
+    Email,
+}
+
+impl Source {
+    /// The name webhooks and the log use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "API",
+            Self::Sdk => "SDK",
+            Self::System => "SYSTEM",
+            Self::Sms => "SMS",
+            Self::Whatsapp => "WHATSAPP",
+            Self::Email => "EMAIL",
+        }
+    }
+
+    /// Parses a stored name; unknown names read as `System`.
+    pub fn parse(raw: &str) -> Self {
+        [Self::Api, Self::Sdk, Self::Sms, Self::Whatsapp, Self::Email]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+            .unwrap_or(Self::System)
+    }
+}
+
+/// Who made a change and whether it should reach webhooks; stored with every event it causes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Origin {
+    /// The door it came through.
+    pub source: Source,
+    /// The acting chat user, for SDK changes.
+    pub client_identity: Option<String>,
+    /// Whether post-event webhooks fire for it. REST changes fire them only with
+    /// `X-Twilio-Webhook-Enabled: true`; everything else always does.
+    pub webhooks: bool,
+}
+
+impl Origin {
+    /// A change Palaver makes by itself (a timer firing).
+    pub fn system() -> Self {
+        Self { source: Source::System, client_identity: None, webhooks: true }
+    }
+
+    /// A REST call; `webhooks` from its `X-Twilio-Webhook-Enabled` header.
+    pub fn api(webhooks: bool) -> Self {
+        Self { source: Source::Api, client_identity: None, webhooks }
+    }
+
+    /// A realtime client acting as `identity`.
+    pub fn sdk(identity: impl Into<String>) -> Self {
+        Self { source: Source::Sdk, client_identity: Some(identity.into()), webhooks: true }
+    }
+
+    /// A message that arrived from outside (SMS, WhatsApp, email).
+    pub fn inbound(source: Source) -> Self {
+        Self { source, client_identity: None, webhooks: true }
     }
 }
 
@@ -92,6 +169,10 @@ pub struct Event {
     pub data: Value,
     /// When it happened.
     pub at: OffsetDateTime,
+    /// The service the stream belongs to.
+    pub service_sid: String,
+    /// Who caused it.
+    pub origin: Origin,
 }
 
 /// RFC 3339 with milliseconds, the realtime protocol's date format.

@@ -7,6 +7,7 @@
 //!   change is written in the same transaction as an [`Event`](event::Event) in its stream's log;
 //! - [`service`]: [`Palaver`](service::Palaver), the operations the transports call;
 //! - [`timers`]: the scheduler that moves conversations to `inactive` and `closed` on time;
+//! - [`webhook`]: which webhook events exist, where they go and what they carry;
 //! - [`error`]: the typed errors of all of the above.
 //!
 //! There is no HTTP and no SQL in this crate.
@@ -21,6 +22,7 @@ pub mod service;
 pub mod session;
 pub mod store;
 pub mod timers;
+pub mod webhook;
 
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result};

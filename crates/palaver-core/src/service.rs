@@ -12,9 +12,11 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::error::{Error, InvalidInput, Limit, Result};
+use crate::event::Origin;
 use crate::input::*;
 use crate::model::*;
 use crate::store::*;
+use crate::webhook::*;
 
 /// Settings of the domain that an operator may change.
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +130,83 @@ pub struct CreateUser {
     pub role_sid: Option<RoleSid>,
 }
 
+/// A new conversation-scoped webhook as the caller describes it.
+#[derive(Debug, Clone)]
+pub struct CreateConversationWebhook {
+    /// What it does.
+    pub target: ScopedTarget,
+    /// Where requests go (`webhook` and `trigger`).
+    pub url: Option<String>,
+    /// How requests are sent; POST when not given.
+    pub method: Option<HookMethod>,
+    /// Events that fire (`webhook`).
+    pub filters: Vec<WebhookEventType>,
+    /// Keywords that fire (`trigger`).
+    pub triggers: Vec<String>,
+    /// Studio flow (`studio`).
+    pub flow_sid: Option<String>,
+    /// Replay from this message index (`studio`).
+    pub replay_after: Option<i64>,
+}
+
+/// Checks that a webhook URL is an absolute http(s) URL of sensible length.
+///
+/// # Errors
+/// [`InvalidInput`] naming `field`.
+pub fn validate_webhook_url(field: &'static str, url: &str) -> Result<(), InvalidInput> {
+    let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+    let host = url.split_once("://").map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or_default());
+    if !scheme_ok || host.is_none_or(str::is_empty) {
+        return Err(InvalidInput::new(field, format!("'{url}' is not an absolute http or https URL")));
+    }
+    if url.chars().count() > MAX_WEBHOOK_URL_CHARS {
+        return Err(InvalidInput::new(field, format!("is limited to {MAX_WEBHOOK_URL_CHARS} characters")));
+    }
+    Ok(())
+}
+
+/// The events a conversation-scoped webhook can subscribe to.
+const SCOPED_FILTERS: &[WebhookEventType] = &[
+    WebhookEventType::OnMessageAdded,
+    WebhookEventType::OnMessageUpdated,
+    WebhookEventType::OnMessageRemoved,
+    WebhookEventType::OnConversationUpdated,
+    WebhookEventType::OnConversationRemoved,
+    WebhookEventType::OnConversationStateUpdated,
+    WebhookEventType::OnParticipantAdded,
+    WebhookEventType::OnParticipantUpdated,
+    WebhookEventType::OnParticipantRemoved,
+    WebhookEventType::OnDeliveryUpdated,
+];
+
+fn validate_scoped_webhook(hook: &ConversationWebhook) -> Result<(), InvalidInput> {
+    match hook.target {
+        ScopedTarget::Studio => {
+            return Err(InvalidInput::new(
+                "Target",
+                "Studio flows are not available in Palaver; use target webhook or trigger",
+            ));
+        }
+        ScopedTarget::Webhook => {
+            if let Some(bad) = hook.filters.iter().find(|f| !SCOPED_FILTERS.contains(f)) {
+                return Err(InvalidInput::new(
+                    "Configuration.Filters",
+                    format!("'{}' cannot be used on a conversation-scoped webhook", bad.as_str()),
+                ));
+            }
+        }
+        ScopedTarget::Trigger => {
+            if hook.triggers.iter().all(|t| t.trim().is_empty()) {
+                return Err(InvalidInput::new("Configuration.Triggers", "a trigger needs at least one keyword"));
+            }
+        }
+    }
+    match &hook.url {
+        Some(url) => validate_webhook_url("Configuration.Url", url),
+        None => Err(InvalidInput::new("Configuration.Url", "is required for this target")),
+    }
+}
+
 /// Someone is typing: an ephemeral notice, never stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypingNotice {
@@ -151,6 +230,12 @@ pub struct Palaver {
     /// Bumped whenever who-may-do-what could have changed (roles, role assignments, membership, unique names),
     /// so sessions can cache permission checks and know when to drop them.
     access_epoch: Arc<std::sync::atomic::AtomicU64>,
+    /// Bumped whenever a webhook setting changes, so the dispatcher knows to reload them.
+    webhook_epoch: Arc<std::sync::atomic::AtomicU64>,
+    /// Asked before SDK actions, when the server has a way to call pre-event webhooks.
+    pre_hooks: Option<Arc<dyn PreEventHooks>>,
+    /// Who the calls through this handle act for; recorded on every event they cause.
+    origin: Origin,
 }
 
 impl Palaver {
@@ -164,7 +249,59 @@ impl Palaver {
             feed: Arc::new(crate::feed::EventFeed::new()),
             typing: tokio::sync::broadcast::channel(1024).0,
             access_epoch: Arc::default(),
+            webhook_epoch: Arc::default(),
+            pre_hooks: None,
+            origin: Origin::system(),
         }
+    }
+
+    /// Offers an action to the pre-event webhooks. Only SDK actions are offered (REST actions never fire
+    /// pre-event hooks, as in Twilio); without a configured caller everything is allowed.
+    ///
+    /// # Errors
+    /// Storage failures only; a refusal is the [`PreHookVerdict::Reject`] answer.
+    pub async fn ask_pre_hooks(
+        &self,
+        service: &ServiceSid,
+        event_type: WebhookEventType,
+        params: Vec<(String, String)>,
+    ) -> Result<PreHookVerdict> {
+        match &self.pre_hooks {
+            Some(hooks) if self.origin.source == crate::event::Source::Sdk => {
+                hooks.ask(service, event_type, params).await
+            }
+            _ => Ok(PreHookVerdict::Allow(None)),
+        }
+    }
+
+    /// Sets how pre-event webhooks are called (the server's HTTP client).
+    pub fn with_pre_hooks(mut self, hooks: Arc<dyn PreEventHooks>) -> Self {
+        self.pre_hooks = Some(hooks);
+        self
+    }
+
+    /// A handle whose changes are recorded as made by `origin` (shares everything else with `self`).
+    pub fn acting_as(&self, origin: Origin) -> Self {
+        Self { origin, ..self.clone() }
+    }
+
+    /// Who this handle acts for.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// The webhook settings epoch: changes whenever a webhook setting does.
+    pub fn webhook_epoch(&self) -> u64 {
+        self.webhook_epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The counter behind [`Palaver::webhook_epoch`], for caches that must notice setting changes.
+    pub fn webhook_epoch_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.webhook_epoch.clone()
+    }
+
+    fn webhooks_changed(&self) {
+        self.webhook_epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The current access epoch (see [`Palaver::access_changed`]).
@@ -415,7 +552,8 @@ impl Palaver {
         let now = self.now();
         let conversation = self.build_conversation(service, &config, create, now);
         let new_participants = participants.into_iter().map(|p| new_participant(p, now)).collect();
-        let created = self.store.create_conversation(NewConversation { conversation }, new_participants).await?;
+        let created =
+            self.store.create_conversation(NewConversation { conversation }, new_participants, &self.origin).await?;
         self.timers_changed.notify_one();
         Ok(created)
     }
@@ -453,7 +591,7 @@ impl Palaver {
     ) -> Result<Conversation> {
         patch.now = Some(self.now());
         let renames = patch.unique_name.is_some();
-        let updated = self.store.update_conversation(service, conv, patch).await?;
+        let updated = self.store.update_conversation(service, conv, patch, &self.origin).await?;
         if renames {
             self.access_changed();
         }
@@ -466,7 +604,7 @@ impl Palaver {
     /// # Errors
     /// When it does not exist.
     pub async fn delete_conversation(&self, service: &ServiceSid, conv: &ConversationRef) -> Result<()> {
-        self.store.delete_conversation(service, conv, self.now()).await?;
+        self.store.delete_conversation(service, conv, self.now(), &self.origin).await?;
         self.access_changed();
         Ok(())
     }
@@ -485,7 +623,7 @@ impl Palaver {
             self.check_role(service, role, RoleKind::Conversation, "RoleSid").await?;
         }
         let new = new_participant(add, self.now());
-        self.store.add_participant(service, conv, new).await
+        self.store.add_participant(service, conv, new, &self.origin).await
     }
 
     /// One participant.
@@ -539,7 +677,7 @@ impl Palaver {
             }
         }
         let access_changes = patch.role_sid.is_some() || patch.identity.is_some();
-        let updated = self.store.update_participant(service, conv, p, patch).await?;
+        let updated = self.store.update_participant(service, conv, p, patch, &self.origin).await?;
         if access_changes {
             self.access_changed();
         }
@@ -556,7 +694,7 @@ impl Palaver {
         conv: &ConversationRef,
         p: &ParticipantRef,
     ) -> Result<()> {
-        self.store.remove_participant(service, conv, p, self.now()).await?;
+        self.store.remove_participant(service, conv, p, self.now(), &self.origin).await?;
         self.access_changed();
         Ok(())
     }
@@ -605,7 +743,7 @@ impl Palaver {
             idempotency_key: post.idempotency_key,
             now,
         };
-        self.store.add_message(service, conv, new).await
+        self.store.add_message(service, conv, new, &self.origin).await
     }
 
     async fn has_phone_participants(&self, service: &ServiceSid, conv: &ConversationRef) -> Result<bool> {
@@ -665,7 +803,7 @@ impl Palaver {
         if patch.date_updated.is_none() {
             patch.date_updated = Some(now);
         }
-        self.store.update_message(service, conv, sid, patch).await
+        self.store.update_message(service, conv, sid, patch, &self.origin).await
     }
 
     /// Deletes a message.
@@ -673,7 +811,7 @@ impl Palaver {
     /// # Errors
     /// When it does not exist or the conversation is closed.
     pub async fn delete_message(&self, service: &ServiceSid, conv: &ConversationRef, sid: &MessageSid) -> Result<()> {
-        self.store.delete_message(service, conv, sid, self.now()).await
+        self.store.delete_message(service, conv, sid, self.now(), &self.origin).await
     }
 
     /// Creates a user.
@@ -692,7 +830,7 @@ impl Palaver {
             role_sid: create.role_sid,
             now: self.now(),
         };
-        self.store.create_user(service, new).await
+        self.store.create_user(service, new, &self.origin).await
     }
 
     /// One user.
@@ -721,7 +859,7 @@ impl Palaver {
         }
         patch.now = Some(self.now());
         let role_changes = patch.role_sid.is_some();
-        let updated = self.store.update_user(service, user, patch).await?;
+        let updated = self.store.update_user(service, user, patch, &self.origin).await?;
         if role_changes {
             self.access_changed();
         }
@@ -733,7 +871,7 @@ impl Palaver {
     /// # Errors
     /// When it does not exist.
     pub async fn delete_user(&self, service: &ServiceSid, user: &UserRef) -> Result<()> {
-        self.store.delete_user(service, user, self.now()).await?;
+        self.store.delete_user(service, user, self.now(), &self.origin).await?;
         self.access_changed();
         Ok(())
     }
@@ -911,6 +1049,145 @@ impl Palaver {
     /// When it does not exist.
     pub async fn delete_api_key(&self, sid: &ApiKeySid) -> Result<()> {
         self.store.delete_api_key(sid).await
+    }
+
+    /// The account's or a service's webhook settings.
+    ///
+    /// # Errors
+    /// When the service does not exist.
+    pub async fn webhook_settings(&self, scope: &WebhookScope) -> Result<WebhookSettings> {
+        if let WebhookScope::Service(sid) = scope {
+            self.store.get_service(sid).await?;
+        }
+        self.store.webhook_settings(scope).await
+    }
+
+    /// Changes the account's or a service's webhook settings.
+    ///
+    /// # Errors
+    /// When the service does not exist or a URL is not an absolute http(s) URL.
+    pub async fn update_webhook_settings(
+        &self,
+        scope: &WebhookScope,
+        patch: WebhookSettingsPatch,
+    ) -> Result<WebhookSettings> {
+        for (field, url) in [("PreWebhookUrl", &patch.pre_webhook_url), ("PostWebhookUrl", &patch.post_webhook_url)] {
+            if let Some(Some(url)) = url {
+                validate_webhook_url(field, url)?;
+            }
+        }
+        if let WebhookScope::Service(sid) = scope {
+            self.store.get_service(sid).await?;
+        }
+        let updated = self.store.update_webhook_settings(scope, patch).await?;
+        self.webhooks_changed();
+        Ok(updated)
+    }
+
+    /// Attaches a webhook to a conversation.
+    ///
+    /// # Errors
+    /// When the conversation does not exist, the configuration does not fit the target, or the conversation
+    /// has [`MAX_SCOPED_WEBHOOKS`] already.
+    pub async fn create_conversation_webhook(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        create: CreateConversationWebhook,
+    ) -> Result<ConversationWebhook> {
+        let conversation = self.store.get_conversation(service, conv).await?;
+        let now = self.now();
+        let hook = ConversationWebhook {
+            sid: palaver_api::sid::WebhookSid::generate(),
+            conversation_sid: conversation.sid.clone(),
+            service_sid: service.clone(),
+            target: create.target,
+            url: create.url,
+            method: create.method.unwrap_or_default(),
+            filters: create.filters,
+            triggers: create.triggers,
+            flow_sid: create.flow_sid,
+            replay_after: create.replay_after,
+            date_created: now,
+            date_updated: now,
+        };
+        validate_scoped_webhook(&hook)?;
+        let created = self.store.create_conversation_webhook(service, conv, hook).await?;
+        self.webhooks_changed();
+        Ok(created)
+    }
+
+    /// One conversation-scoped webhook.
+    ///
+    /// # Errors
+    /// When the conversation or webhook does not exist.
+    pub async fn conversation_webhook(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        sid: &palaver_api::sid::WebhookSid,
+    ) -> Result<ConversationWebhook> {
+        self.store.get_conversation_webhook(service, conv, sid).await
+    }
+
+    /// A conversation's webhooks.
+    ///
+    /// # Errors
+    /// When the conversation does not exist.
+    pub async fn list_conversation_webhooks(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        page: PageQuery,
+    ) -> Result<Page<ConversationWebhook>> {
+        self.store.list_conversation_webhooks(service, conv, page).await
+    }
+
+    /// Changes a conversation-scoped webhook.
+    ///
+    /// # Errors
+    /// When it does not exist or the result does not fit its target.
+    pub async fn update_conversation_webhook(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        sid: &palaver_api::sid::WebhookSid,
+        mut patch: ConversationWebhookPatch,
+    ) -> Result<ConversationWebhook> {
+        let current = self.store.get_conversation_webhook(service, conv, sid).await?;
+        let mut preview = current.clone();
+        if let Some(url) = &patch.url {
+            preview.url = Some(url.clone());
+        }
+        if let Some(filters) = &patch.filters {
+            preview.filters = filters.clone();
+        }
+        if let Some(triggers) = &patch.triggers {
+            preview.triggers = triggers.clone();
+        }
+        if let Some(flow) = &patch.flow_sid {
+            preview.flow_sid = Some(flow.clone());
+        }
+        validate_scoped_webhook(&preview)?;
+        patch.now = Some(self.now());
+        let updated = self.store.update_conversation_webhook(service, conv, sid, patch).await?;
+        self.webhooks_changed();
+        Ok(updated)
+    }
+
+    /// Detaches a conversation-scoped webhook.
+    ///
+    /// # Errors
+    /// When it does not exist.
+    pub async fn delete_conversation_webhook(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        sid: &palaver_api::sid::WebhookSid,
+    ) -> Result<()> {
+        self.store.delete_conversation_webhook(service, conv, sid).await?;
+        self.webhooks_changed();
+        Ok(())
     }
 }
 

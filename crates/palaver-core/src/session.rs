@@ -9,6 +9,7 @@ use crate::input::*;
 use crate::model::*;
 use crate::service::{AddParticipant, CreateConversation, Palaver, ParticipantKind, PostMessage, TypingNotice};
 use crate::store::*;
+use crate::webhook::{Params, PreHookVerdict, WebhookEventType};
 
 /// What a user may do, from their roles.
 #[derive(Debug, Clone, Default)]
@@ -71,6 +72,7 @@ impl UserSession {
     /// # Errors
     /// When the service does not exist.
     pub async fn open(palaver: Palaver, service: ServiceSid, identity: Identity) -> Result<(Self, User)> {
+        let palaver = palaver.acting_as(crate::event::Origin::sdk(identity.as_str()));
         palaver.service(&service).await?;
         let user = match palaver.user(&service, &UserRef::Identity(identity.as_str().to_string())).await {
             Ok(user) => user,
@@ -217,6 +219,20 @@ impl UserSession {
     pub async fn create_conversation(&self, mut create: CreateConversation) -> Result<Conversation> {
         self.grants(None).await?.require("createConversation")?;
         create.created_by = Some(self.identity.as_str().to_string());
+        let mut params = self.hook_params(WebhookEventType::OnConversationAdd);
+        params.opt("FriendlyName", create.friendly_name.as_ref().map(|n| n.as_str()));
+        params.opt("UniqueName", create.unique_name.as_ref().map(|n| n.as_str()));
+        params.opt("Attributes", create.attributes.as_ref().map(|a| a.as_str()));
+        let verdict = self.ask(WebhookEventType::OnConversationAdd, params).await?;
+        if let Some(name) = verdict.replacement("FriendlyName") {
+            create.friendly_name = Some(FriendlyName::parse("FriendlyName", &name)?);
+        }
+        if let Some(name) = verdict.replacement("UniqueName") {
+            create.unique_name = Some(UniqueName::parse(&name)?);
+        }
+        if let Some(raw) = verdict.replacement("Attributes") {
+            create.attributes = Some(Attributes::parse("Attributes", &raw, MAX_CONVERSATION_ATTRIBUTES_BYTES)?);
+        }
         self.palaver.create_conversation(&self.service, create).await
     }
 
@@ -224,13 +240,32 @@ impl UserSession {
     ///
     /// # Errors
     /// Not a participant, forbidden, closed, or invalid.
-    pub async fn update_conversation(&self, conv: &ConversationRef, patch: ConversationPatch) -> Result<Conversation> {
+    pub async fn update_conversation(
+        &self,
+        conv: &ConversationRef,
+        mut patch: ConversationPatch,
+    ) -> Result<Conversation> {
         let (conversation_sid, _, grants) = self.require_participant(conv).await?;
         if patch.friendly_name.is_some() || patch.unique_name.is_some() {
             grants.require("editConversationName")?;
         }
         if patch.attributes.is_some() {
             grants.require("editConversationAttributes")?;
+        }
+        let mut params = self.hook_params(WebhookEventType::OnConversationUpdate);
+        params.push("ConversationSid", conversation_sid.as_str());
+        params.opt("FriendlyName", patch.friendly_name.as_ref().and_then(|n| n.as_deref()));
+        params.opt("UniqueName", patch.unique_name.as_ref().and_then(|n| n.as_deref()));
+        params.opt("Attributes", patch.attributes.as_ref().map(|a| a.as_str()));
+        let verdict = self.ask(WebhookEventType::OnConversationUpdate, params).await?;
+        if let Some(name) = verdict.replacement("FriendlyName") {
+            patch.friendly_name = Some(Some(FriendlyName::parse("FriendlyName", &name)?.into_string()));
+        }
+        if let Some(name) = verdict.replacement("UniqueName") {
+            patch.unique_name = Some(Some(UniqueName::parse(&name)?.as_str().to_string()));
+        }
+        if let Some(raw) = verdict.replacement("Attributes") {
+            patch.attributes = Some(Attributes::parse("Attributes", &raw, MAX_CONVERSATION_ATTRIBUTES_BYTES)?);
         }
         self.palaver.update_conversation(&self.service, &Self::sid_ref(&conversation_sid), patch).await
     }
@@ -244,6 +279,12 @@ impl UserSession {
         let conv = Self::sid_ref(&conversation.sid);
         let participant = self.my_participant(&conv).await?;
         self.grants(participant.as_ref()).await?.require("deleteConversation")?;
+        let mut params = self.hook_params(WebhookEventType::OnConversationRemove);
+        params.push("ConversationSid", conversation.sid.as_str());
+        params.opt("FriendlyName", conversation.friendly_name.as_deref());
+        params.opt("UniqueName", conversation.unique_name.as_deref());
+        params.push("Attributes", conversation.attributes.as_str());
+        self.ask(WebhookEventType::OnConversationRemove, params).await?;
         self.palaver.delete_conversation(&self.service, &conv).await
     }
 
@@ -267,6 +308,7 @@ impl UserSession {
             date_created: None,
             date_updated: None,
         };
+        let add = self.ask_participant_add(&conversation.sid, add).await?;
         self.palaver.add_participant(&self.service, &Self::sid_ref(&conversation.sid), add).await
     }
 
@@ -277,6 +319,7 @@ impl UserSession {
     pub async fn leave(&self, conv: &ConversationRef) -> Result<()> {
         let (conversation_sid, participant, grants) = self.require_participant(conv).await?;
         grants.require("leaveConversation")?;
+        self.ask_participant_remove(&participant).await?;
         self.palaver
             .remove_participant(&self.service, &Self::sid_ref(&conversation_sid), &ParticipantRef::Sid(participant.sid))
             .await
@@ -292,6 +335,7 @@ impl UserSession {
             ParticipantKind::Chat(_) => grants.require("addParticipant")?,
             ParticipantKind::NonChat(_) => grants.require("addNonChatParticipant")?,
         }
+        let add = self.ask_participant_add(&conversation_sid, add).await?;
         self.palaver.add_participant(&self.service, &Self::sid_ref(&conversation_sid), add).await
     }
 
@@ -308,6 +352,7 @@ impl UserSession {
         } else {
             grants.require("removeParticipant")?;
         }
+        self.ask_participant_remove(&target).await?;
         self.palaver.remove_participant(&self.service, &conv, &ParticipantRef::Sid(target.sid)).await
     }
 
@@ -342,7 +387,7 @@ impl UserSession {
         &self,
         conv: &ConversationRef,
         target: &ParticipantRef,
-        attributes: Attributes,
+        mut attributes: Attributes,
     ) -> Result<Participant> {
         let (conversation_sid, me, grants) = self.require_participant(conv).await?;
         let conv = Self::sid_ref(&conversation_sid);
@@ -352,6 +397,13 @@ impl UserSession {
             "editOwnParticipantAttributes",
             "editAnyParticipantAttributes",
         )?;
+        let mut params = self.hook_params(WebhookEventType::OnParticipantUpdate);
+        Self::participant_params(&mut params, &target);
+        params.push("Attributes", attributes.as_str());
+        let verdict = self.ask(WebhookEventType::OnParticipantUpdate, params).await?;
+        if let Some(raw) = verdict.replacement("Attributes") {
+            attributes = Attributes::parse("Attributes", &raw, MAX_SMALL_ATTRIBUTES_BYTES)?;
+        }
         let patch = ParticipantPatch { attributes: Some(attributes), ..ParticipantPatch::default() };
         self.palaver.update_participant(&self.service, &conv, &ParticipantRef::Sid(target.sid), patch).await
     }
@@ -366,6 +418,22 @@ impl UserSession {
         post.author = Some(self.identity.as_str().to_string());
         post.date_created = None;
         post.date_updated = None;
+        let mut params = self.hook_params(WebhookEventType::OnMessageAdd);
+        params.push("ConversationSid", conversation_sid.as_str());
+        params.opt("Author", post.author.as_deref());
+        params.opt("Body", post.body.as_deref());
+        params.opt("Subject", post.subject.as_deref());
+        params.opt("Attributes", post.attributes.as_ref().map(|a| a.as_str()));
+        let verdict = self.ask(WebhookEventType::OnMessageAdd, params).await?;
+        if let Some(body) = verdict.replacement("Body") {
+            post.body = Some(body);
+        }
+        if let Some(author) = verdict.replacement("Author") {
+            post.author = Some(author);
+        }
+        if let Some(raw) = verdict.replacement("Attributes") {
+            post.attributes = Some(Attributes::parse("Attributes", &raw, MAX_SMALL_ATTRIBUTES_BYTES)?);
+        }
         self.palaver.post_message(&self.service, &Self::sid_ref(&conversation_sid), post).await
     }
 
@@ -386,8 +454,8 @@ impl UserSession {
         &self,
         conv: &ConversationRef,
         sid: &MessageSid,
-        body: Option<String>,
-        attributes: Option<Attributes>,
+        mut body: Option<String>,
+        mut attributes: Option<Attributes>,
     ) -> Result<Message> {
         let (conversation_sid, _, grants) = self.require_participant(conv).await?;
         let conv = Self::sid_ref(&conversation_sid);
@@ -398,6 +466,21 @@ impl UserSession {
         }
         if attributes.is_some() {
             grants.require_own_or_any(own, "editOwnMessageAttributes", "editAnyMessageAttributes")?;
+        }
+        let mut params = self.hook_params(WebhookEventType::OnMessageUpdate);
+        Self::message_params(&mut params, &message);
+        if let Some(body) = &body {
+            params.push("Body", body.as_str());
+        }
+        if let Some(attributes) = &attributes {
+            params.push("Attributes", attributes.as_str());
+        }
+        let verdict = self.ask(WebhookEventType::OnMessageUpdate, params).await?;
+        if let Some(replaced) = verdict.replacement("Body") {
+            body = Some(replaced);
+        }
+        if let Some(raw) = verdict.replacement("Attributes") {
+            attributes = Some(Attributes::parse("Attributes", &raw, MAX_SMALL_ATTRIBUTES_BYTES)?);
         }
         let patch = MessagePatch { body, attributes, ..MessagePatch::default() };
         self.palaver.update_message(&self.service, &conv, sid, patch).await
@@ -412,6 +495,11 @@ impl UserSession {
         let conv = Self::sid_ref(&conversation_sid);
         let message = self.palaver.message(&self.service, &conv, sid).await?;
         grants.require_own_or_any(message.author == self.identity.as_str(), "deleteOwnMessage", "deleteAnyMessage")?;
+        let mut params = self.hook_params(WebhookEventType::OnMessageRemove);
+        Self::message_params(&mut params, &message);
+        params.opt("Body", message.body.as_deref());
+        params.push("Attributes", message.attributes.as_str());
+        self.ask(WebhookEventType::OnMessageRemove, params).await?;
         self.palaver.delete_message(&self.service, &conv, sid).await
     }
 
@@ -501,13 +589,99 @@ impl UserSession {
     ///
     /// # Errors
     /// Forbidden without `editOwnUserInfo`.
-    pub async fn update_me(&self, friendly_name: Option<FriendlyName>, attributes: Option<Attributes>) -> Result<User> {
+    pub async fn update_me(
+        &self,
+        mut friendly_name: Option<FriendlyName>,
+        mut attributes: Option<Attributes>,
+    ) -> Result<User> {
         self.grants(None).await?.require("editOwnUserInfo")?;
+        let mut params = self.hook_params(WebhookEventType::OnUserUpdate);
+        params.push("Identity", self.identity.as_str());
+        params.opt("FriendlyName", friendly_name.as_ref().map(|n| n.as_str()));
+        params.opt("Attributes", attributes.as_ref().map(|a| a.as_str()));
+        let verdict = self.ask(WebhookEventType::OnUserUpdate, params).await?;
+        if let Some(name) = verdict.replacement("FriendlyName") {
+            friendly_name = Some(FriendlyName::parse("FriendlyName", &name)?);
+        }
+        if let Some(raw) = verdict.replacement("Attributes") {
+            attributes = Some(Attributes::parse("Attributes", &raw, MAX_SMALL_ATTRIBUTES_BYTES)?);
+        }
         let patch = UserPatch {
             friendly_name: friendly_name.map(|n| Some(n.into_string())),
             attributes,
             ..UserPatch::default()
         };
         self.palaver.update_user(&self.service, &self.user_ref(), patch).await
+    }
+}
+
+/// Pre-event webhooks: every SDK action is offered to them first.
+impl UserSession {
+    /// The parameters every pre-event hook of this session carries.
+    fn hook_params(&self, event_type: WebhookEventType) -> Params {
+        let mut params = Params::default();
+        params.push("EventType", event_type.as_str());
+        params.push("Source", "SDK");
+        params.push("ClientIdentity", self.identity.as_str());
+        params.push("ChatServiceSid", self.service.as_str());
+        params
+    }
+
+    /// Asks the pre-event hooks; a rejection becomes [`Error::RejectedByWebhook`].
+    async fn ask(&self, event_type: WebhookEventType, params: Params) -> Result<PreHookVerdict> {
+        match self.palaver.ask_pre_hooks(&self.service, event_type, params.0).await? {
+            PreHookVerdict::Reject(reason) => Err(Error::RejectedByWebhook(reason)),
+            allowed => Ok(allowed),
+        }
+    }
+
+    fn participant_params(params: &mut Params, participant: &Participant) {
+        params.push("ConversationSid", participant.conversation_sid.as_str());
+        params.push("ParticipantSid", participant.sid.as_str());
+        params.opt("Identity", participant.identity.as_ref().map(|i| i.as_str()));
+        params.opt("RoleSid", participant.role_sid.as_ref().map(|r| r.as_str()));
+        params.push("Attributes", participant.attributes.as_str());
+        if let Some(binding) = &participant.binding {
+            params.push("MessagingBinding.Type", binding.kind.as_str());
+            params.push("MessagingBinding.Address", binding.address.as_str());
+            params.opt("MessagingBinding.ProxyAddress", binding.proxy_address.as_deref());
+        }
+    }
+
+    fn message_params(params: &mut Params, message: &Message) {
+        params.push("ConversationSid", message.conversation_sid.as_str());
+        params.push("MessageSid", message.sid.as_str());
+        params.push("Index", message.index.to_string());
+        params.push("Author", message.author.as_str());
+    }
+
+    async fn ask_participant_add(
+        &self,
+        conversation: &ConversationSid,
+        mut add: AddParticipant,
+    ) -> Result<AddParticipant> {
+        let mut params = self.hook_params(WebhookEventType::OnParticipantAdd);
+        params.push("ConversationSid", conversation.as_str());
+        match &add.kind {
+            ParticipantKind::Chat(identity) => params.push("Identity", identity.as_str()),
+            ParticipantKind::NonChat(binding) => {
+                params.push("MessagingBinding.Type", binding.kind.as_str());
+                params.push("MessagingBinding.Address", binding.address.as_str());
+                params.opt("MessagingBinding.ProxyAddress", binding.proxy_address.as_deref());
+            }
+        }
+        params.opt("RoleSid", add.role_sid.as_ref().map(|r| r.as_str()));
+        params.opt("Attributes", add.attributes.as_ref().map(|a| a.as_str()));
+        let verdict = self.ask(WebhookEventType::OnParticipantAdd, params).await?;
+        if let Some(raw) = verdict.replacement("Attributes") {
+            add.attributes = Some(Attributes::parse("Attributes", &raw, MAX_SMALL_ATTRIBUTES_BYTES)?);
+        }
+        Ok(add)
+    }
+
+    async fn ask_participant_remove(&self, participant: &Participant) -> Result<()> {
+        let mut params = self.hook_params(WebhookEventType::OnParticipantRemove);
+        Self::participant_params(&mut params, participant);
+        self.ask(WebhookEventType::OnParticipantRemove, params).await.map(drop)
     }
 }

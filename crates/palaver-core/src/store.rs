@@ -13,13 +13,18 @@
 use async_trait::async_trait;
 use palaver_api::sid::{
     ApiKeySid, ConversationSid, MessageSid, MessagingServiceSid, ParticipantSid, RoleSid, ServiceSid, UserSid,
+    WebhookSid,
 };
 use time::OffsetDateTime;
 
 use crate::error::Result;
-use crate::event::Event;
+use crate::event::{Event, Origin};
 use crate::input::{Attributes, Identity, NotificationLevel, TimerDuration};
 use crate::model::*;
+use crate::webhook::{
+    ConversationWebhook, ConversationWebhookPatch, Delivery, NewDelivery, WebhookConfig, WebhookScope, WebhookSettings,
+    WebhookSettingsPatch,
+};
 
 /// A conversation addressed by SID or by unique name (paths accept either).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -394,6 +399,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         new: NewConversation,
         participants: Vec<NewParticipant>,
+        origin: &Origin,
     ) -> Result<(Conversation, Vec<Participant>)>;
     /// One conversation.
     async fn get_conversation(&self, service: &ServiceSid, conv: &ConversationRef) -> Result<Conversation>;
@@ -410,6 +416,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         service: &ServiceSid,
         conv: &ConversationRef,
         patch: ConversationPatch,
+        origin: &Origin,
     ) -> Result<Conversation>;
     /// Deletes a conversation with its participants and messages.
     async fn delete_conversation(
@@ -417,6 +424,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         service: &ServiceSid,
         conv: &ConversationRef,
         now: OffsetDateTime,
+        origin: &Origin,
     ) -> Result<()>;
 
     /// Adds a participant (creating its user when needed).
@@ -425,6 +433,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         service: &ServiceSid,
         conv: &ConversationRef,
         new: NewParticipant,
+        origin: &Origin,
     ) -> Result<Participant>;
     /// One participant.
     async fn get_participant(
@@ -447,6 +456,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         conv: &ConversationRef,
         participant: &ParticipantRef,
         patch: ParticipantPatch,
+        origin: &Origin,
     ) -> Result<Participant>;
     /// Removes a participant.
     async fn remove_participant(
@@ -455,10 +465,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         conv: &ConversationRef,
         participant: &ParticipantRef,
         now: OffsetDateTime,
+        origin: &Origin,
     ) -> Result<()>;
 
     /// Appends a message with the conversation's next index.
-    async fn add_message(&self, service: &ServiceSid, conv: &ConversationRef, new: NewMessage) -> Result<Message>;
+    async fn add_message(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        new: NewMessage,
+        origin: &Origin,
+    ) -> Result<Message>;
     /// One message.
     async fn get_message(&self, service: &ServiceSid, conv: &ConversationRef, sid: &MessageSid) -> Result<Message>;
     /// Messages by index.
@@ -475,6 +492,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         conv: &ConversationRef,
         sid: &MessageSid,
         patch: MessagePatch,
+        origin: &Origin,
     ) -> Result<Message>;
     /// Deletes a message; its index is never used again.
     async fn delete_message(
@@ -483,18 +501,31 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         conv: &ConversationRef,
         sid: &MessageSid,
         now: OffsetDateTime,
+        origin: &Origin,
     ) -> Result<()>;
 
     /// Creates a user.
-    async fn create_user(&self, service: &ServiceSid, new: NewUser) -> Result<User>;
+    async fn create_user(&self, service: &ServiceSid, new: NewUser, origin: &Origin) -> Result<User>;
     /// One user.
     async fn get_user(&self, service: &ServiceSid, user: &UserRef) -> Result<User>;
     /// Users, oldest first.
     async fn list_users(&self, service: &ServiceSid, page: PageQuery) -> Result<Page<User>>;
     /// Changes a user.
-    async fn update_user(&self, service: &ServiceSid, user: &UserRef, patch: UserPatch) -> Result<User>;
+    async fn update_user(
+        &self,
+        service: &ServiceSid,
+        user: &UserRef,
+        patch: UserPatch,
+        origin: &Origin,
+    ) -> Result<User>;
     /// Deletes a user (its participants stay).
-    async fn delete_user(&self, service: &ServiceSid, user: &UserRef, now: OffsetDateTime) -> Result<()>;
+    async fn delete_user(
+        &self,
+        service: &ServiceSid,
+        user: &UserRef,
+        now: OffsetDateTime,
+        origin: &Origin,
+    ) -> Result<()>;
 
     /// The conversations a user participates in.
     async fn list_user_conversations(
@@ -558,4 +589,64 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn last_log_id(&self) -> Result<i64>;
     /// The newest sequence number of `stream` (0 when it has no events).
     async fn stream_position(&self, stream: &str) -> Result<i64>;
+
+    /// The account's or a service's webhook settings (empty settings when never set).
+    async fn webhook_settings(&self, scope: &WebhookScope) -> Result<WebhookSettings>;
+    /// Changes the account's or a service's webhook settings.
+    async fn update_webhook_settings(
+        &self,
+        scope: &WebhookScope,
+        patch: WebhookSettingsPatch,
+    ) -> Result<WebhookSettings>;
+    /// Attaches a webhook to a conversation (at most [`crate::webhook::MAX_SCOPED_WEBHOOKS`]).
+    async fn create_conversation_webhook(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        hook: ConversationWebhook,
+    ) -> Result<ConversationWebhook>;
+    /// One conversation-scoped webhook.
+    async fn get_conversation_webhook(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        sid: &WebhookSid,
+    ) -> Result<ConversationWebhook>;
+    /// A conversation's webhooks, oldest first.
+    async fn list_conversation_webhooks(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        page: PageQuery,
+    ) -> Result<Page<ConversationWebhook>>;
+    /// Changes a conversation-scoped webhook.
+    async fn update_conversation_webhook(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        sid: &WebhookSid,
+        patch: ConversationWebhookPatch,
+    ) -> Result<ConversationWebhook>;
+    /// Detaches a conversation-scoped webhook.
+    async fn delete_conversation_webhook(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        sid: &WebhookSid,
+    ) -> Result<()>;
+    /// Every webhook setting of every scope, for the dispatcher.
+    async fn webhook_config(&self) -> Result<WebhookConfig>;
+
+    /// The log id up to which events have been planned into the webhook outbox.
+    async fn webhook_cursor(&self) -> Result<i64>;
+    /// Adds `deliveries` to the outbox and moves the cursor to `cursor`, atomically.
+    async fn enqueue_webhooks(&self, deliveries: Vec<NewDelivery>, cursor: i64, now: OffsetDateTime) -> Result<()>;
+    /// Outbox entries due at `now`, oldest first, at most `limit`.
+    async fn due_webhooks(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<Delivery>>;
+    /// When the next outbox entry is due, if any waits.
+    async fn next_webhook_due(&self) -> Result<Option<OffsetDateTime>>;
+    /// Removes a delivered entry from the outbox.
+    async fn webhook_delivered(&self, id: i64) -> Result<()>;
+    /// Records a failed attempt: retried at `retry_at`, or kept as dead (never retried) when `None`.
+    async fn webhook_failed(&self, id: i64, retry_at: Option<OffsetDateTime>, error: String) -> Result<()>;
 }

@@ -69,6 +69,8 @@ impl From<Error> for ApiError {
             Error::LimitExceeded(Limit::Participants(_)) => ErrorCode::ParticipantLimitExceeded,
             Error::LimitExceeded(Limit::NonChatParticipants(_)) => ErrorCode::NonChatParticipantLimitExceeded,
             Error::LimitExceeded(Limit::ParticipantsPerRequest(_)) => ErrorCode::TooManyParticipantsInRequest,
+            Error::LimitExceeded(Limit::ScopedWebhooks(_)) => ErrorCode::InvalidParameter,
+            Error::RejectedByWebhook(_) => ErrorCode::Forbidden,
             Error::Invalid(invalid) => return invalid.clone().into(),
             Error::Storage(detail) => {
                 tracing::error!(%detail, "storage failure");

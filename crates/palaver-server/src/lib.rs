@@ -6,7 +6,8 @@
 //! - `auth` checks HTTP Basic credentials (account SID + auth token, or API key SID + secret).
 //!
 //! [`run`] serves a bound listener until a shutdown future completes, so the binary and the tests share one
-//! entry point. It also runs the conversation timer scheduler for as long as it serves.
+//! entry point. It also runs the conversation timer scheduler and the webhook dispatcher for as long as it
+//! serves.
 
 mod auth;
 pub mod error;
@@ -17,6 +18,7 @@ mod paging;
 mod resources;
 mod scope;
 pub mod token;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -98,7 +100,7 @@ pub async fn open_embedded(
 /// When the listener fails.
 pub async fn run(
     listener: TcpListener,
-    state: AppState,
+    mut state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stopping = state.shutdown.clone();
@@ -112,6 +114,24 @@ pub async fn run(
     };
     let scheduler = tokio::spawn(palaver_core::timers::run_timer_scheduler(state.palaver.clone(), until_stopped()));
     let feed = tokio::spawn(state.palaver.feed().clone().run(state.palaver.store().clone(), until_stopped()));
+    let webhook_config = Arc::new(webhooks::WebhookConfigCache::new(
+        state.palaver.store().clone(),
+        state.palaver.webhook_epoch_counter(),
+    ));
+    let sender = webhooks::WebhookSender::new(&state.credentials.auth_token);
+    let account_sid = state.credentials.account_sid.to_string();
+    state.palaver = state.palaver.clone().with_pre_hooks(Arc::new(webhooks::HttpPreHooks::new(
+        webhook_config.clone(),
+        sender.clone(),
+        account_sid.clone(),
+    )));
+    let dispatcher = tokio::spawn(webhooks::run_dispatcher(
+        state.palaver.clone(),
+        webhook_config,
+        sender,
+        account_sid,
+        until_stopped(),
+    ));
     let app: Router = router(state);
     let signal = async move {
         shutdown.await;
@@ -124,5 +144,6 @@ pub async fn run(
     let _ = stop_background.send(true);
     let _ = scheduler.await;
     let _ = feed.await;
+    let _ = dispatcher.await;
     served
 }

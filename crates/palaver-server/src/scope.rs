@@ -20,6 +20,18 @@ pub(crate) struct Scope {
     pub(crate) base: String,
     /// Path parameters of the route, by name.
     pub(crate) params: HashMap<String, String>,
+    /// The domain, acting for this REST call: its changes fire post-event webhooks only when the request says
+    /// `X-Twilio-Webhook-Enabled: true`, as in Twilio.
+    pub(crate) palaver: palaver_core::Palaver,
+}
+
+/// Whether a request asks for webhooks (`X-Twilio-Webhook-Enabled: true`).
+pub(crate) fn webhooks_enabled(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get("x-twilio-webhook-enabled")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
 impl Scope {
@@ -57,6 +69,7 @@ impl FromRequestParts<AppState> for Scope {
             }
             None => (state.palaver.default_service().await?, format!("{origin}/v1")),
         };
-        Ok(Self { service, base, params })
+        let palaver = state.palaver.acting_as(palaver_core::event::Origin::api(webhooks_enabled(parts)));
+        Ok(Self { service, base, params, palaver })
     }
 }

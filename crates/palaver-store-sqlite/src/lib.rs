@@ -15,13 +15,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use palaver_api::sid::{ApiKeySid, MessageSid, RoleSid, ServiceSid};
+use palaver_api::sid::{ApiKeySid, MessageSid, RoleSid, ServiceSid, WebhookSid};
 use palaver_core::error::{Conflict, Error, Limit, ResourceKind, Result};
-use palaver_core::event::{self, Event, EventKind};
+use palaver_core::event::{self, Event, EventKind, Origin, Source};
 use palaver_core::input::{MAX_NON_CHAT_PARTICIPANTS, MAX_PARTICIPANTS};
 use palaver_core::model::*;
 use palaver_core::service::arm_timers;
 use palaver_core::store::*;
+use palaver_core::webhook::*;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use time::OffsetDateTime;
@@ -43,6 +44,9 @@ pub struct SqliteStore {
 static NEXT_STORE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 thread_local! {
+    /// Who the writer thread's current write acts for, and in which service: recorded on every event it appends.
+    /// Set by [`SqliteStore::write_as`] before each write runs (the writer thread runs one write at a time).
+    static WRITE_CONTEXT: std::cell::RefCell<(Origin, String)> = std::cell::RefCell::new((Origin::system(), String::new()));
     /// Each thread's read connections, one per open store. Reads are short indexed lookups, so they run on the
     /// calling thread: no handoff to a blocking pool and no lock to contend on (WAL lets them run beside the
     /// writer).
@@ -189,6 +193,19 @@ impl SqliteStore {
         answered.await.map_err(|_| Error::Storage("the write was dropped before it committed".into()))?
     }
 
+    /// Like [`SqliteStore::write`], recording `origin` and `service` on the events the write appends.
+    async fn write_as<T, F>(&self, origin: Origin, service: String, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.write(move |conn| {
+            set_write_context(origin, service);
+            f(conn)
+        })
+        .await
+    }
+
     /// Runs `f` in a read transaction (a consistent snapshot) on this thread's read connection.
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
@@ -225,7 +242,11 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Appends an event to `stream` with the stream's next sequence number.
+fn set_write_context(origin: Origin, service: String) {
+    WRITE_CONTEXT.with(|context| *context.borrow_mut() = (origin, service));
+}
+
+/// Appends an event to `stream` with the stream's next sequence number, recording the current write's origin.
 fn append_event(
     tx: &Connection,
     stream: &str,
@@ -241,8 +262,28 @@ fn append_event(
         )
         .and_then(|mut s| s.query_row(params![stream], |r| r.get(0)))
         .map_err(storage)?;
-    tx.prepare_cached("INSERT INTO events(stream, seq, kind, subject, data, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-        .and_then(|mut s| s.execute(params![stream, seq, kind.as_str(), subject, data.to_string(), ms(at)]))
+    WRITE_CONTEXT
+        .with(|context| {
+            let (origin, service) = &*context.borrow();
+            tx.prepare_cached(
+                "INSERT INTO events(stream, seq, kind, subject, data, at, service_sid, source, client_identity, webhooks) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    stream,
+                    seq,
+                    kind.as_str(),
+                    subject,
+                    data.to_string(),
+                    ms(at),
+                    service,
+                    origin.source.as_str(),
+                    origin.client_identity,
+                    origin.webhooks
+                ])
+            })
+        })
         .map_err(storage)?;
     Ok(seq)
 }
@@ -620,6 +661,7 @@ fn delete_conversation_rows(tx: &Connection, conv_id: i64) -> Result<()> {
         "DELETE FROM deleted_messages WHERE conversation_id = ?1",
         "DELETE FROM message_keys WHERE conversation_id = ?1",
         "DELETE FROM participants WHERE conversation_id = ?1",
+        "DELETE FROM conversation_webhooks WHERE conversation_id = ?1",
         "DELETE FROM conversations WHERE id = ?1",
     ] {
         tx.execute_cached(sql, params![conv_id]).map_err(storage)?;
@@ -652,7 +694,94 @@ fn to_user_conversation(
     })
 }
 
-const EVENT_COLUMNS: &str = "id, stream, seq, kind, subject, data, at";
+const WEBHOOK_COLUMNS: &str = "id, sid, conversation_sid, service_sid, target, url, method, filters, triggers, flow_sid, \
+     replay_after, date_created, date_updated";
+
+fn conversation_webhook_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, ConversationWebhook)> {
+    let bad = |i: usize, e: String| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into());
+    let filters: String = r.get(7)?;
+    let triggers: String = r.get(8)?;
+    let method: String = r.get(6)?;
+    let target: String = r.get(4)?;
+    Ok((
+        r.get(0)?,
+        ConversationWebhook {
+            sid: r.get::<_, String>(1)?.parse().map_err(|e: palaver_api::sid::SidError| bad(1, e.to_string()))?,
+            conversation_sid: r
+                .get::<_, String>(2)?
+                .parse()
+                .map_err(|e: palaver_api::sid::SidError| bad(2, e.to_string()))?,
+            service_sid: r
+                .get::<_, String>(3)?
+                .parse()
+                .map_err(|e: palaver_api::sid::SidError| bad(3, e.to_string()))?,
+            target: ScopedTarget::parse(&target).ok_or_else(|| bad(4, format!("unknown target {target}")))?,
+            url: r.get(5)?,
+            method: HookMethod::parse("method", &method).map_err(|e| bad(6, e.to_string()))?,
+            filters: parse_filter_names(&filters),
+            triggers: serde_json::from_str(&triggers).map_err(|e| bad(8, e.to_string()))?,
+            flow_sid: r.get(9)?,
+            replay_after: r.get(10)?,
+            date_created: palaver_core::clock::from_unix_millis(r.get(11)?),
+            date_updated: palaver_core::clock::from_unix_millis(r.get(12)?),
+        },
+    ))
+}
+
+fn find_conversation_webhook(tx: &Connection, conv_id: i64, sid: &WebhookSid) -> Result<ConversationWebhook> {
+    tx.query_row(
+        &format!("SELECT {WEBHOOK_COLUMNS} FROM conversation_webhooks WHERE conversation_id = ?1 AND sid = ?2"),
+        params![conv_id, sid.as_str()],
+        conversation_webhook_row,
+    )
+    .optional()
+    .map_err(storage)?
+    .map(|(_, hook)| hook)
+    .ok_or_else(|| Error::not_found(ResourceKind::Webhook, sid))
+}
+
+fn filter_names(filters: &[WebhookEventType]) -> String {
+    serde_json::to_string(&filters.iter().map(|f| f.as_str()).collect::<Vec<_>>()).unwrap_or_default()
+}
+
+fn parse_filter_names(raw: &str) -> Vec<WebhookEventType> {
+    serde_json::from_str::<Vec<String>>(raw)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|name| WebhookEventType::parse(name))
+        .collect()
+}
+
+fn read_webhook_settings(tx: &Connection, scope: &str) -> Result<WebhookSettings> {
+    let row = tx
+        .query_row(
+            "SELECT method, filters, pre_webhook_url, post_webhook_url, target FROM webhook_settings WHERE scope = ?1",
+            params![scope],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(storage)?;
+    Ok(match row {
+        None => WebhookSettings { target: "webhook".into(), ..WebhookSettings::default() },
+        Some((method, filters, pre_webhook_url, post_webhook_url, target)) => WebhookSettings {
+            method: HookMethod::parse("method", &method).unwrap_or_default(),
+            filters: parse_filter_names(&filters),
+            pre_webhook_url,
+            post_webhook_url,
+            target,
+        },
+    })
+}
+
+const EVENT_COLUMNS: &str = "id, stream, seq, kind, subject, data, at, service_sid, source, client_identity, webhooks";
 
 fn query_events(tx: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<Event>> {
     let mut stmt = tx.prepare_cached(sql).map_err(storage)?;
@@ -666,13 +795,17 @@ fn query_events(tx: &Connection, sql: &str, args: impl rusqlite::Params) -> Resu
                 r.get::<_, String>(4)?,
                 r.get::<_, String>(5)?,
                 r.get::<_, i64>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, String>(8)?,
+                r.get::<_, Option<String>>(9)?,
+                r.get::<_, bool>(10)?,
             ))
         })
         .map_err(storage)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(storage)?;
     rows.into_iter()
-        .map(|(id, stream, seq, kind, subject, data, at)| {
+        .map(|(id, stream, seq, kind, subject, data, at, service_sid, source, client_identity, webhooks)| {
             Ok(Event {
                 id,
                 stream,
@@ -681,6 +814,8 @@ fn query_events(tx: &Connection, sql: &str, args: impl rusqlite::Params) -> Resu
                 subject,
                 data: serde_json::from_str(&data).map_err(|e| Error::Storage(e.to_string()))?,
                 at: palaver_core::clock::from_unix_millis(at),
+                service_sid,
+                origin: Origin { source: Source::parse(&source), client_identity, webhooks },
             })
         })
         .collect()
@@ -850,8 +985,9 @@ impl Store for SqliteStore {
         &self,
         new: NewConversation,
         participants: Vec<NewParticipant>,
+        origin: &Origin,
     ) -> Result<(Conversation, Vec<Participant>)> {
-        self.write(move |tx| {
+        self.write_as(origin.clone(), new.conversation.service_sid.to_string(), move |tx| {
             let c = new.conversation;
             let service = find_service(tx, &c.service_sid)?;
             if let Some(name) = &c.unique_name {
@@ -936,9 +1072,10 @@ impl Store for SqliteStore {
         service: &ServiceSid,
         conv: &ConversationRef,
         patch: ConversationPatch,
+        origin: &Origin,
     ) -> Result<Conversation> {
         let (service, conv) = (service.clone(), conv.clone());
-        self.write(move |tx| {
+        self.write_as(origin.clone(), service.to_string(), move |tx| {
             let (id, current) = find_conversation(tx, &service, &conv)?;
             ensure_open(&current)?;
             let now = patch.now.unwrap_or_else(OffsetDateTime::now_utc);
@@ -1023,9 +1160,10 @@ impl Store for SqliteStore {
         service: &ServiceSid,
         conv: &ConversationRef,
         now: OffsetDateTime,
+        origin: &Origin,
     ) -> Result<()> {
         let (service, conv) = (service.clone(), conv.clone());
-        self.write(move |tx| {
+        self.write_as(origin.clone(), service.to_string(), move |tx| {
             let (id, current) = find_conversation(tx, &service, &conv)?;
             let participants: Vec<Participant> = tx
                 .prepare(&format!("SELECT {PARTICIPANT_COLUMNS} FROM participants p WHERE p.conversation_id = ?1"))
@@ -1053,9 +1191,10 @@ impl Store for SqliteStore {
         service: &ServiceSid,
         conv: &ConversationRef,
         new: NewParticipant,
+        origin: &Origin,
     ) -> Result<Participant> {
         let (service, conv) = (service.clone(), conv.clone());
-        self.write(move |tx| {
+        self.write_as(origin.clone(), service.to_string(), move |tx| {
             let svc = find_service(tx, &service)?;
             let (id, current) = find_conversation(tx, &service, &conv)?;
             ensure_open(&current)?;
@@ -1111,9 +1250,10 @@ impl Store for SqliteStore {
         conv: &ConversationRef,
         p: &ParticipantRef,
         patch: ParticipantPatch,
+        origin: &Origin,
     ) -> Result<Participant> {
         let (service, conv, p) = (service.clone(), conv.clone(), p.clone());
-        self.write(move |tx| {
+        self.write_as(origin.clone(), service.to_string(), move |tx| {
             let (conv_id, current_conv) = find_conversation(tx, &service, &conv)?;
             // Reading a closed conversation is still reading: horizons and notification levels may change.
             let only_reading = patch.attributes.is_none()
@@ -1211,9 +1351,10 @@ impl Store for SqliteStore {
         conv: &ConversationRef,
         p: &ParticipantRef,
         now: OffsetDateTime,
+        origin: &Origin,
     ) -> Result<()> {
         let (service, conv, p) = (service.clone(), conv.clone(), p.clone());
-        self.write(move |tx| {
+        self.write_as(origin.clone(), service.to_string(), move |tx| {
             let (conv_id, current_conv) = find_conversation(tx, &service, &conv)?;
             let current = find_participant(tx, conv_id, &p)?;
             tx.execute_cached("DELETE FROM participants WHERE sid = ?1", params![current.sid.as_str()])
@@ -1232,9 +1373,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn add_message(&self, service: &ServiceSid, conv: &ConversationRef, new: NewMessage) -> Result<Message> {
+    async fn add_message(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        new: NewMessage,
+        origin: &Origin,
+    ) -> Result<Message> {
         let (service, conv) = (service.clone(), conv.clone());
-        self.write(move |tx| {
+        self.write_as(origin.clone(), service.to_string(), move |tx| {
             let (conv_id, current) = find_conversation(tx, &service, &conv)?;
             if let Some(key) = &new.idempotency_key {
                 let earlier: Option<String> = tx
@@ -1343,9 +1490,10 @@ impl Store for SqliteStore {
         conv: &ConversationRef,
         sid: &MessageSid,
         patch: MessagePatch,
+        origin: &Origin,
     ) -> Result<Message> {
         let (service, conv, sid) = (service.clone(), conv.clone(), sid.clone());
-        self.write(move |tx| {
+        self.write_as(origin.clone(), service.to_string(), move |tx| {
             let (conv_id, current_conv) = find_conversation(tx, &service, &conv)?;
             ensure_open(&current_conv)?;
             let mut m = find_message(tx, conv_id, &current_conv, &sid)?;
@@ -1386,9 +1534,10 @@ impl Store for SqliteStore {
         conv: &ConversationRef,
         sid: &MessageSid,
         now: OffsetDateTime,
+        origin: &Origin,
     ) -> Result<()> {
         let (service, conv, sid) = (service.clone(), conv.clone(), sid.clone());
-        self.write(move |tx| {
+        self.write_as(origin.clone(), service.to_string(), move |tx| {
             let (conv_id, current_conv) = find_conversation(tx, &service, &conv)?;
             ensure_open(&current_conv)?;
             let m = find_message(tx, conv_id, &current_conv, &sid)?;
@@ -1420,9 +1569,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_user(&self, service: &ServiceSid, new: NewUser) -> Result<User> {
+    async fn create_user(&self, service: &ServiceSid, new: NewUser, origin: &Origin) -> Result<User> {
         let service = service.clone();
-        self.write(move |tx| {
+        self.write_as(origin.clone(), service.to_string(), move |tx| {
             let svc = find_service(tx, &service)?;
             if find_user(tx, &service, &UserRef::Identity(new.identity.as_str().to_string())).is_ok() {
                 return Err(Error::Conflict(Conflict::UserIdentityTaken(new.identity.to_string())));
@@ -1467,9 +1616,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn update_user(&self, service: &ServiceSid, user_ref: &UserRef, patch: UserPatch) -> Result<User> {
+    async fn update_user(
+        &self,
+        service: &ServiceSid,
+        user_ref: &UserRef,
+        patch: UserPatch,
+        origin: &Origin,
+    ) -> Result<User> {
         let (service, user_ref) = (service.clone(), user_ref.clone());
-        self.write(move |tx| {
+        self.write_as(origin.clone(), service.to_string(), move |tx| {
             let mut u = find_user(tx, &service, &user_ref)?;
             if let Some(v) = patch.friendly_name {
                 u.friendly_name = v;
@@ -1499,9 +1654,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_user(&self, service: &ServiceSid, user_ref: &UserRef, now: OffsetDateTime) -> Result<()> {
+    async fn delete_user(
+        &self,
+        service: &ServiceSid,
+        user_ref: &UserRef,
+        now: OffsetDateTime,
+        origin: &Origin,
+    ) -> Result<()> {
         let (service, user_ref) = (service.clone(), user_ref.clone());
-        self.write(move |tx| {
+        self.write_as(origin.clone(), service.to_string(), move |tx| {
             let u = find_user(tx, &service, &user_ref)?;
             tx.execute_cached("DELETE FROM users WHERE sid = ?1", params![u.sid.as_str()]).map_err(storage)?;
             append_event(tx, u.sid.as_str(), EventKind::UserRemoved, u.sid.as_str(), &event::user_snapshot(&u), now)?;
@@ -1751,6 +1912,7 @@ impl Store for SqliteStore {
             let mut changed = Vec::new();
             for id in due {
                 let current = conversation_by_id(tx, id)?;
+                set_write_context(Origin::system(), current.service_sid.to_string());
                 let closing = current.timers.date_closed.is_some_and(|d| d <= now);
                 let (state, timers) = if closing {
                     (ConversationState::Closed, Timers { date_inactive: None, date_closed: None, ..current.timers })
@@ -1812,6 +1974,326 @@ impl Store for SqliteStore {
                 |r| r.get(0),
             )
             .map_err(storage)
+        })
+        .await
+    }
+
+    async fn webhook_settings(&self, scope: &WebhookScope) -> Result<WebhookSettings> {
+        let key = scope.key();
+        self.read(move |tx| read_webhook_settings(tx, &key)).await
+    }
+
+    async fn update_webhook_settings(
+        &self,
+        scope: &WebhookScope,
+        patch: WebhookSettingsPatch,
+    ) -> Result<WebhookSettings> {
+        let key = scope.key();
+        self.write(move |tx| {
+            let updated = patch.apply(read_webhook_settings(tx, &key)?);
+            tx.execute(
+                "INSERT INTO webhook_settings(scope, method, filters, pre_webhook_url, post_webhook_url, target) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(scope) DO UPDATE SET method = excluded.method, \
+                 filters = excluded.filters, pre_webhook_url = excluded.pre_webhook_url, \
+                 post_webhook_url = excluded.post_webhook_url, target = excluded.target",
+                params![
+                    key,
+                    updated.method.as_str(),
+                    filter_names(&updated.filters),
+                    updated.pre_webhook_url,
+                    updated.post_webhook_url,
+                    updated.target
+                ],
+            )
+            .map_err(storage)?;
+            Ok(updated)
+        })
+        .await
+    }
+
+    async fn create_conversation_webhook(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        hook: ConversationWebhook,
+    ) -> Result<ConversationWebhook> {
+        let (service, conv) = (service.clone(), conv.clone());
+        self.write(move |tx| {
+            let (conv_id, current) = find_conversation(tx, &service, &conv)?;
+            let count: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM conversation_webhooks WHERE conversation_id = ?1",
+                    params![conv_id],
+                    |r| r.get(0),
+                )
+                .map_err(storage)?;
+            if count as usize >= MAX_SCOPED_WEBHOOKS {
+                return Err(Error::LimitExceeded(Limit::ScopedWebhooks(MAX_SCOPED_WEBHOOKS)));
+            }
+            tx.execute(
+                "INSERT INTO conversation_webhooks(sid, conversation_id, conversation_sid, service_sid, target, url, \
+                 method, filters, triggers, flow_sid, replay_after, date_created, date_updated) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    hook.sid.as_str(),
+                    conv_id,
+                    current.sid.as_str(),
+                    service.as_str(),
+                    hook.target.as_str(),
+                    hook.url,
+                    hook.method.as_str(),
+                    filter_names(&hook.filters),
+                    serde_json::to_string(&hook.triggers).unwrap_or_default(),
+                    hook.flow_sid,
+                    hook.replay_after,
+                    ms(hook.date_created),
+                    ms(hook.date_updated),
+                ],
+            )
+            .map_err(storage)?;
+            find_conversation_webhook(tx, conv_id, &hook.sid)
+        })
+        .await
+    }
+
+    async fn get_conversation_webhook(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        sid: &WebhookSid,
+    ) -> Result<ConversationWebhook> {
+        let (service, conv, sid) = (service.clone(), conv.clone(), sid.clone());
+        self.read(move |tx| {
+            let (conv_id, _) = find_conversation(tx, &service, &conv)?;
+            find_conversation_webhook(tx, conv_id, &sid)
+        })
+        .await
+    }
+
+    async fn list_conversation_webhooks(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        page: PageQuery,
+    ) -> Result<Page<ConversationWebhook>> {
+        let (service, conv) = (service.clone(), conv.clone());
+        self.read(move |tx| {
+            let (conv_id, _) = find_conversation(tx, &service, &conv)?;
+            let page = keyset_page(
+                tx,
+                &format!("SELECT {WEBHOOK_COLUMNS} FROM conversation_webhooks WHERE conversation_id = ?"),
+                "id",
+                vec![SqlValue::Integer(conv_id)],
+                page,
+                conversation_webhook_row,
+                |(id, _)| *id,
+            )?;
+            Ok(Page {
+                items: page.items.into_iter().map(|(_, h)| h).collect(),
+                next: page.next,
+                previous: page.previous,
+            })
+        })
+        .await
+    }
+
+    async fn update_conversation_webhook(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        sid: &WebhookSid,
+        patch: ConversationWebhookPatch,
+    ) -> Result<ConversationWebhook> {
+        let (service, conv, sid) = (service.clone(), conv.clone(), sid.clone());
+        self.write(move |tx| {
+            let (conv_id, _) = find_conversation(tx, &service, &conv)?;
+            let mut hook = find_conversation_webhook(tx, conv_id, &sid)?;
+            if let Some(url) = patch.url {
+                hook.url = Some(url);
+            }
+            if let Some(method) = patch.method {
+                hook.method = method;
+            }
+            if let Some(filters) = patch.filters {
+                hook.filters = filters;
+            }
+            if let Some(triggers) = patch.triggers {
+                hook.triggers = triggers;
+            }
+            if let Some(flow) = patch.flow_sid {
+                hook.flow_sid = Some(flow);
+            }
+            if let Some(now) = patch.now {
+                hook.date_updated = now;
+            }
+            tx.execute(
+                "UPDATE conversation_webhooks SET url = ?1, method = ?2, filters = ?3, triggers = ?4, flow_sid = ?5, \
+                 date_updated = ?6 WHERE conversation_id = ?7 AND sid = ?8",
+                params![
+                    hook.url,
+                    hook.method.as_str(),
+                    filter_names(&hook.filters),
+                    serde_json::to_string(&hook.triggers).unwrap_or_default(),
+                    hook.flow_sid,
+                    ms(hook.date_updated),
+                    conv_id,
+                    sid.as_str()
+                ],
+            )
+            .map_err(storage)?;
+            Ok(hook)
+        })
+        .await
+    }
+
+    async fn delete_conversation_webhook(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        sid: &WebhookSid,
+    ) -> Result<()> {
+        let (service, conv, sid) = (service.clone(), conv.clone(), sid.clone());
+        self.write(move |tx| {
+            let (conv_id, _) = find_conversation(tx, &service, &conv)?;
+            let deleted = tx
+                .execute(
+                    "DELETE FROM conversation_webhooks WHERE conversation_id = ?1 AND sid = ?2",
+                    params![conv_id, sid.as_str()],
+                )
+                .map_err(storage)?;
+            if deleted == 0 {
+                return Err(Error::not_found(ResourceKind::Webhook, &sid));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn webhook_config(&self) -> Result<WebhookConfig> {
+        self.read(|tx| {
+            let scopes: Vec<String> = tx
+                .prepare_cached("SELECT scope FROM webhook_settings")
+                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                .map_err(storage)?;
+            let mut settings = Vec::new();
+            for key in scopes {
+                let scope = if key == "account" {
+                    WebhookScope::Account
+                } else {
+                    WebhookScope::Service(
+                        key.parse().map_err(|e: palaver_api::sid::SidError| Error::Storage(e.to_string()))?,
+                    )
+                };
+                settings.push((scope, read_webhook_settings(tx, &key)?));
+            }
+            let scoped = tx
+                .prepare_cached(&format!("SELECT {WEBHOOK_COLUMNS} FROM conversation_webhooks ORDER BY id"))
+                .and_then(|mut s| s.query_map([], conversation_webhook_row)?.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(storage)?
+                .into_iter()
+                .map(|(_, hook)| hook)
+                .collect();
+            Ok(WebhookConfig { settings, scoped })
+        })
+        .await
+    }
+
+    async fn webhook_cursor(&self) -> Result<i64> {
+        self.read(|tx| {
+            tx.query_row_cached("SELECT log_id FROM webhook_cursor WHERE id = 1", [], |r| r.get(0)).map_err(storage)
+        })
+        .await
+    }
+
+    async fn enqueue_webhooks(&self, deliveries: Vec<NewDelivery>, cursor: i64, now: OffsetDateTime) -> Result<()> {
+        self.write(move |tx| {
+            for delivery in &deliveries {
+                tx.execute_cached(
+                    "INSERT INTO webhook_outbox(event_id, url, method, params, next_attempt) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        delivery.event_id,
+                        delivery.url,
+                        delivery.method.as_str(),
+                        serde_json::to_string(&delivery.params).unwrap_or_default(),
+                        ms(now)
+                    ],
+                )
+                .map_err(storage)?;
+            }
+            tx.execute_cached("UPDATE webhook_cursor SET log_id = MAX(log_id, ?1) WHERE id = 1", params![cursor])
+                .map_err(storage)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn due_webhooks(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<Delivery>> {
+        self.read(move |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT id, event_id, url, method, params, attempts FROM webhook_outbox \
+                     WHERE dead = 0 AND next_attempt <= ?1 ORDER BY next_attempt, id LIMIT ?2",
+                )
+                .map_err(storage)?;
+            let rows = stmt
+                .query_map(params![ms(now), limit], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, u32>(5)?,
+                    ))
+                })
+                .map_err(storage)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(storage)?;
+            rows.into_iter()
+                .map(|(id, event_id, url, method, params, attempts)| {
+                    Ok(Delivery {
+                        id,
+                        attempts,
+                        request: NewDelivery {
+                            event_id,
+                            url,
+                            method: HookMethod::parse("method", &method).map_err(|e| Error::Storage(e.to_string()))?,
+                            params: serde_json::from_str(&params).map_err(|e| Error::Storage(e.to_string()))?,
+                        },
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn next_webhook_due(&self) -> Result<Option<OffsetDateTime>> {
+        self.read(|tx| {
+            let next: Option<i64> = tx
+                .query_row_cached("SELECT MIN(next_attempt) FROM webhook_outbox WHERE dead = 0", [], |r| r.get(0))
+                .map_err(storage)?;
+            Ok(next.map(palaver_core::clock::from_unix_millis))
+        })
+        .await
+    }
+
+    async fn webhook_delivered(&self, id: i64) -> Result<()> {
+        self.write(move |tx| {
+            tx.execute_cached("DELETE FROM webhook_outbox WHERE id = ?1", params![id]).map_err(storage)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn webhook_failed(&self, id: i64, retry_at: Option<OffsetDateTime>, error: String) -> Result<()> {
+        self.write(move |tx| {
+            tx.execute_cached(
+                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt = COALESCE(?2, next_attempt), \
+                 dead = ?3, last_error = ?4 WHERE id = ?1",
+                params![id, retry_at.map(ms), retry_at.is_none(), error],
+            )
+            .map_err(storage)?;
+            Ok(())
         })
         .await
     }

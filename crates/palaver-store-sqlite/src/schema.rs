@@ -1,7 +1,8 @@
 //! Schema migrations, applied in order at open. `PRAGMA user_version` records how many have run.
 
 /// Each entry upgrades the schema by one version; never edit a published entry, append a new one.
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE account_config (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     default_service_sid TEXT NOT NULL,
@@ -160,4 +161,63 @@ CREATE TABLE message_keys (
     message_sid TEXT NOT NULL,
     PRIMARY KEY (conversation_id, key)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+-- Who caused each event, so webhooks can report it and skip REST changes made without
+-- X-Twilio-Webhook-Enabled.
+ALTER TABLE events ADD COLUMN service_sid TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN source TEXT NOT NULL DEFAULT 'SYSTEM';
+ALTER TABLE events ADD COLUMN client_identity TEXT;
+ALTER TABLE events ADD COLUMN webhooks INTEGER NOT NULL DEFAULT 0;
+
+-- Account-level (scope 'account') and service-level (scope = service SID) webhook settings.
+CREATE TABLE webhook_settings (
+    scope TEXT PRIMARY KEY,
+    method TEXT NOT NULL,
+    filters TEXT NOT NULL,
+    pre_webhook_url TEXT,
+    post_webhook_url TEXT,
+    target TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE conversation_webhooks (
+    id INTEGER PRIMARY KEY,
+    sid TEXT NOT NULL UNIQUE,
+    conversation_id INTEGER NOT NULL,
+    conversation_sid TEXT NOT NULL,
+    service_sid TEXT NOT NULL,
+    target TEXT NOT NULL,
+    url TEXT,
+    method TEXT NOT NULL,
+    filters TEXT NOT NULL,
+    triggers TEXT NOT NULL,
+    flow_sid TEXT,
+    replay_after INTEGER,
+    date_created INTEGER NOT NULL,
+    date_updated INTEGER NOT NULL
+);
+CREATE INDEX conversation_webhooks_by_conversation ON conversation_webhooks(conversation_id);
+
+-- The webhook outbox: requests planned from the event log, deleted once delivered. `dead` entries ran out of
+-- attempts and stay for inspection.
+CREATE TABLE webhook_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    method TEXT NOT NULL,
+    params TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt INTEGER NOT NULL,
+    dead INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox(dead, next_attempt);
+
+-- How far the event log has been planned into the outbox.
+CREATE TABLE webhook_cursor (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    log_id INTEGER NOT NULL
+);
+INSERT INTO webhook_cursor(id, log_id) SELECT 1, COALESCE(MAX(id), 0) FROM events;
+"#,
+];

@@ -332,3 +332,49 @@ pub struct ConfigurationResource {
     /// `service`, `webhooks`.
     pub links: Links,
 }
+
+/// `conversations.v1.configuration.configuration_webhook` (account level) and
+/// `conversations.v1.service.service_configuration.service_webhook_configuration` (service level, which adds
+/// `chat_service_sid` and has no `target`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookConfigurationResource {
+    /// The owning account.
+    pub account_sid: String,
+    /// The service, at service level.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_service_sid: Option<String>,
+    /// `GET` or `POST`.
+    pub method: String,
+    /// The events that fire.
+    pub filters: Vec<String>,
+    /// Where pre-event hooks go.
+    pub pre_webhook_url: Option<String>,
+    /// Where post-event hooks go.
+    pub post_webhook_url: Option<String>,
+    /// `webhook` or `flex`, at account level.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// This resource's URL.
+    pub url: String,
+}
+
+/// `conversations.v1.conversation.conversation_scoped_webhook`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationScopedWebhookResource {
+    /// `WH…`.
+    pub sid: String,
+    /// The owning account.
+    pub account_sid: String,
+    /// The conversation.
+    pub conversation_sid: String,
+    /// `webhook`, `trigger` or `studio`.
+    pub target: String,
+    /// This resource's URL.
+    pub url: String,
+    /// `{url, method, filters, triggers, flow_sid, replay_after}` as set.
+    pub configuration: serde_json::Value,
+    /// When it was created.
+    pub date_created: String,
+    /// When it last changed.
+    pub date_updated: String,
+}

@@ -82,7 +82,7 @@ pub(crate) async fn list(State(state): State<AppState>, scope: Scope, query: Lis
             .transpose()?,
         state: query.get("State").map(|raw| parse_state("State", raw)).transpose()?,
     };
-    let page = state.palaver.list_conversations(&scope.service, filter, request.page).await?;
+    let page = scope.palaver.list_conversations(&scope.service, filter, request.page).await?;
     let account = state.credentials.account_sid.to_string();
     Ok(json(StatusCode::OK, request.respond("conversations", page, |c| resources::conversation(&scope, &account, c))))
 }
@@ -90,13 +90,13 @@ pub(crate) async fn list(State(state): State<AppState>, scope: Scope, query: Lis
 /// POST /v1/Conversations
 pub(crate) async fn create(State(state): State<AppState>, scope: Scope, form: FormFields) -> ApiResult<Response> {
     let create = parse_create(&state, &form)?;
-    let created = state.palaver.create_conversation(&scope.service, create).await?;
+    let created = scope.palaver.create_conversation(&scope.service, create).await?;
     Ok(json(StatusCode::CREATED, resources::conversation(&scope, state.credentials.account_sid.as_str(), created)))
 }
 
 /// GET /v1/Conversations/{Sid}
 pub(crate) async fn fetch(State(state): State<AppState>, scope: Scope) -> ApiResult<Response> {
-    let found = state.palaver.conversation(&scope.service, &conversation_ref(&scope)).await?;
+    let found = scope.palaver.conversation(&scope.service, &conversation_ref(&scope)).await?;
     Ok(json(StatusCode::OK, resources::conversation(&scope, state.credentials.account_sid.as_str(), found)))
 }
 
@@ -126,13 +126,13 @@ pub(crate) async fn update(State(state): State<AppState>, scope: Scope, form: Fo
             date_created: form.date("DateCreated")?,
             now: None,
         };
-    let updated = state.palaver.update_conversation(&scope.service, &conversation_ref(&scope), patch).await?;
+    let updated = scope.palaver.update_conversation(&scope.service, &conversation_ref(&scope), patch).await?;
     Ok(json(StatusCode::OK, resources::conversation(&scope, state.credentials.account_sid.as_str(), updated)))
 }
 
 /// DELETE /v1/Conversations/{Sid}
-pub(crate) async fn delete(State(state): State<AppState>, scope: Scope) -> ApiResult<Response> {
-    state.palaver.delete_conversation(&scope.service, &conversation_ref(&scope)).await?;
+pub(crate) async fn delete(scope: Scope) -> ApiResult<Response> {
+    scope.palaver.delete_conversation(&scope.service, &conversation_ref(&scope)).await?;
     Ok(deleted())
 }
 
@@ -188,6 +188,6 @@ pub(crate) async fn create_with_participants(
     let participants =
         form.all("Participant").iter().map(|raw| parse_participant_spec(raw)).collect::<ApiResult<Vec<_>>>()?;
     let (created, _) =
-        state.palaver.create_conversation_with_participants(&scope.service, create, participants).await?;
+        scope.palaver.create_conversation_with_participants(&scope.service, create, participants).await?;
     Ok(json(StatusCode::CREATED, resources::conversation(&scope, state.credentials.account_sid.as_str(), created)))
 }

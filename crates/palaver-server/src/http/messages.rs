@@ -44,7 +44,7 @@ pub(crate) async fn list(State(state): State<AppState>, scope: Scope, query: Lis
     };
     let request = query.page(100, descending)?;
     let conv = ConversationRef::parse(scope.param("conversation"));
-    let page = state.palaver.list_messages(&scope.service, &conv, request.page).await?;
+    let page = scope.palaver.list_messages(&scope.service, &conv, request.page).await?;
     let account = state.credentials.account_sid.to_string();
     Ok(json(StatusCode::OK, request.respond("messages", page, |m| resources::message(&scope, &account, m))))
 }
@@ -73,14 +73,14 @@ pub(crate) async fn create(State(state): State<AppState>, scope: Scope, form: Fo
         idempotency_key: None,
     };
     let conv = ConversationRef::parse(scope.param("conversation"));
-    let created = state.palaver.post_message(&scope.service, &conv, post).await?;
+    let created = scope.palaver.post_message(&scope.service, &conv, post).await?;
     Ok(json(StatusCode::CREATED, resources::message(&scope, state.credentials.account_sid.as_str(), created)))
 }
 
 /// GET /v1/Conversations/{ConversationSid}/Messages/{Sid}
 pub(crate) async fn fetch(State(state): State<AppState>, scope: Scope) -> ApiResult<Response> {
     let conv = ConversationRef::parse(scope.param("conversation"));
-    let found = state.palaver.message(&scope.service, &conv, &message_sid(&scope)?).await?;
+    let found = scope.palaver.message(&scope.service, &conv, &message_sid(&scope)?).await?;
     Ok(json(StatusCode::OK, resources::message(&scope, state.credentials.account_sid.as_str(), found)))
 }
 
@@ -96,13 +96,13 @@ pub(crate) async fn update(State(state): State<AppState>, scope: Scope, form: Fo
         now: None,
     };
     let conv = ConversationRef::parse(scope.param("conversation"));
-    let updated = state.palaver.update_message(&scope.service, &conv, &message_sid(&scope)?, patch).await?;
+    let updated = scope.palaver.update_message(&scope.service, &conv, &message_sid(&scope)?, patch).await?;
     Ok(json(StatusCode::OK, resources::message(&scope, state.credentials.account_sid.as_str(), updated)))
 }
 
 /// DELETE /v1/Conversations/{ConversationSid}/Messages/{Sid}
-pub(crate) async fn delete(State(state): State<AppState>, scope: Scope) -> ApiResult<Response> {
+pub(crate) async fn delete(scope: Scope) -> ApiResult<Response> {
     let conv = ConversationRef::parse(scope.param("conversation"));
-    state.palaver.delete_message(&scope.service, &conv, &message_sid(&scope)?).await?;
+    scope.palaver.delete_message(&scope.service, &conv, &message_sid(&scope)?).await?;
     Ok(deleted())
 }

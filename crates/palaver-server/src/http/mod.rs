@@ -11,6 +11,7 @@ mod participants;
 mod roles;
 mod services;
 mod users;
+mod webhooks;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -40,6 +41,11 @@ fn service_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             "/Conversations/{conversation}/Messages/{message}",
             get(messages::fetch).post(messages::update).delete(messages::delete),
         ),
+        ("/Conversations/{conversation}/Webhooks", get(webhooks::list).post(webhooks::create)),
+        (
+            "/Conversations/{conversation}/Webhooks/{webhook}",
+            get(webhooks::fetch).post(webhooks::update).delete(webhooks::delete),
+        ),
         ("/ConversationWithParticipants", post(conversations::create_with_participants)),
         ("/ParticipantConversations", get(participant_conversations::list)),
         ("/Users", get(users::list).post(users::create)),
@@ -58,6 +64,11 @@ fn service_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
 pub fn router(state: AppState) -> Router {
     let mut api = Router::new()
         .route("/v1/Configuration", get(configuration::fetch).post(configuration::update))
+        .route("/v1/Configuration/Webhooks", get(webhooks::fetch_account).post(webhooks::update_account))
+        .route(
+            "/v1/Services/{service}/Configuration/Webhooks",
+            get(webhooks::fetch_service).post(webhooks::update_service),
+        )
         .route("/v1/Services", get(services::list).post(services::create))
         .route("/v1/Services/{service}", get(services::fetch).delete(services::delete))
         .route(

@@ -20,7 +20,7 @@ pub(crate) async fn list(State(state): State<AppState>, scope: Scope, query: Lis
         _ => return Err(ApiError::invalid("Identity", "exactly one of Identity and Address is required")),
     };
     let request = query.page(50, false)?;
-    let page = state.palaver.list_participant_conversations(&scope.service, &lookup, request.page).await?;
+    let page = scope.palaver.list_participant_conversations(&scope.service, &lookup, request.page).await?;
     let account = state.credentials.account_sid.to_string();
     Ok(json(
         StatusCode::OK,

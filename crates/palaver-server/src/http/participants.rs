@@ -81,7 +81,7 @@ fn refs(scope: &Scope) -> (ConversationRef, ParticipantRef) {
 pub(crate) async fn list(State(state): State<AppState>, scope: Scope, query: ListQuery) -> ApiResult<Response> {
     let request = query.page(100, false)?;
     let conv = ConversationRef::parse(scope.param("conversation"));
-    let page = state.palaver.list_participants(&scope.service, &conv, request.page).await?;
+    let page = scope.palaver.list_participants(&scope.service, &conv, request.page).await?;
     let account = state.credentials.account_sid.to_string();
     Ok(json(StatusCode::OK, request.respond("participants", page, |p| resources::participant(&scope, &account, p))))
 }
@@ -102,14 +102,14 @@ pub(crate) async fn create(State(state): State<AppState>, scope: Scope, form: Fo
         date_updated: form.date("DateUpdated")?,
     };
     let conv = ConversationRef::parse(scope.param("conversation"));
-    let created = state.palaver.add_participant(&scope.service, &conv, add).await?;
+    let created = scope.palaver.add_participant(&scope.service, &conv, add).await?;
     Ok(json(StatusCode::CREATED, resources::participant(&scope, state.credentials.account_sid.as_str(), created)))
 }
 
 /// GET /v1/Conversations/{ConversationSid}/Participants/{Sid}
 pub(crate) async fn fetch(State(state): State<AppState>, scope: Scope) -> ApiResult<Response> {
     let (conv, participant) = refs(&scope);
-    let found = state.palaver.participant(&scope.service, &conv, &participant).await?;
+    let found = scope.palaver.participant(&scope.service, &conv, &participant).await?;
     Ok(json(StatusCode::OK, resources::participant(&scope, state.credentials.account_sid.as_str(), found)))
 }
 
@@ -154,13 +154,13 @@ pub(crate) async fn update(State(state): State<AppState>, scope: Scope, form: Fo
             now: None,
         };
     let (conv, participant) = refs(&scope);
-    let updated = state.palaver.update_participant(&scope.service, &conv, &participant, patch).await?;
+    let updated = scope.palaver.update_participant(&scope.service, &conv, &participant, patch).await?;
     Ok(json(StatusCode::OK, resources::participant(&scope, state.credentials.account_sid.as_str(), updated)))
 }
 
 /// DELETE /v1/Conversations/{ConversationSid}/Participants/{Sid}
-pub(crate) async fn delete(State(state): State<AppState>, scope: Scope) -> ApiResult<Response> {
+pub(crate) async fn delete(scope: Scope) -> ApiResult<Response> {
     let (conv, participant) = refs(&scope);
-    state.palaver.remove_participant(&scope.service, &conv, &participant).await?;
+    scope.palaver.remove_participant(&scope.service, &conv, &participant).await?;
     Ok(deleted())
 }

@@ -34,7 +34,7 @@ fn attributes(form: &FormFields) -> ApiResult<Option<Attributes>> {
 /// GET /v1/Users
 pub(crate) async fn list(State(state): State<AppState>, scope: Scope, query: ListQuery) -> ApiResult<Response> {
     let request = query.page(50, false)?;
-    let page = state.palaver.list_users(&scope.service, request.page).await?;
+    let page = scope.palaver.list_users(&scope.service, request.page).await?;
     let account = state.credentials.account_sid.to_string();
     Ok(json(StatusCode::OK, request.respond("users", page, |u| resources::user(&scope, &account, u))))
 }
@@ -48,13 +48,13 @@ pub(crate) async fn create(State(state): State<AppState>, scope: Scope, form: Fo
         attributes: attributes(&form)?,
         role_sid: role(&form)?,
     };
-    let created = state.palaver.create_user(&scope.service, create).await?;
+    let created = scope.palaver.create_user(&scope.service, create).await?;
     Ok(json(StatusCode::CREATED, resources::user(&scope, state.credentials.account_sid.as_str(), created)))
 }
 
 /// GET /v1/Users/{Sid}
 pub(crate) async fn fetch(State(state): State<AppState>, scope: Scope) -> ApiResult<Response> {
-    let found = state.palaver.user(&scope.service, &user_ref(&scope)).await?;
+    let found = scope.palaver.user(&scope.service, &user_ref(&scope)).await?;
     Ok(json(StatusCode::OK, resources::user(&scope, state.credentials.account_sid.as_str(), found)))
 }
 
@@ -69,13 +69,13 @@ pub(crate) async fn update(State(state): State<AppState>, scope: Scope, form: Fo
         role_sid: role(&form)?,
         now: None,
     };
-    let updated = state.palaver.update_user(&scope.service, &user_ref(&scope), patch).await?;
+    let updated = scope.palaver.update_user(&scope.service, &user_ref(&scope), patch).await?;
     Ok(json(StatusCode::OK, resources::user(&scope, state.credentials.account_sid.as_str(), updated)))
 }
 
 /// DELETE /v1/Users/{Sid}
-pub(crate) async fn delete(State(state): State<AppState>, scope: Scope) -> ApiResult<Response> {
-    state.palaver.delete_user(&scope.service, &user_ref(&scope)).await?;
+pub(crate) async fn delete(scope: Scope) -> ApiResult<Response> {
+    scope.palaver.delete_user(&scope.service, &user_ref(&scope)).await?;
     Ok(deleted())
 }
 
@@ -86,7 +86,7 @@ pub(crate) async fn list_conversations(
     query: ListQuery,
 ) -> ApiResult<Response> {
     let request = query.page(50, false)?;
-    let page = state.palaver.list_user_conversations(&scope.service, &user_ref(&scope), request.page).await?;
+    let page = scope.palaver.list_user_conversations(&scope.service, &user_ref(&scope), request.page).await?;
     let account = state.credentials.account_sid.to_string();
     Ok(json(
         StatusCode::OK,
@@ -97,7 +97,7 @@ pub(crate) async fn list_conversations(
 /// GET /v1/Users/{UserSid}/Conversations/{ConversationSid}
 pub(crate) async fn fetch_conversation(State(state): State<AppState>, scope: Scope) -> ApiResult<Response> {
     let conv = ConversationRef::parse(scope.param("conversation"));
-    let found = state.palaver.user_conversation(&scope.service, &user_ref(&scope), &conv).await?;
+    let found = scope.palaver.user_conversation(&scope.service, &user_ref(&scope), &conv).await?;
     Ok(json(StatusCode::OK, resources::user_conversation(&scope, state.credentials.account_sid.as_str(), found)))
 }
 
@@ -120,13 +120,13 @@ pub(crate) async fn update_conversation(
             ..ParticipantPatch::default()
         };
     let conv = ConversationRef::parse(scope.param("conversation"));
-    let updated = state.palaver.update_user_conversation(&scope.service, &user_ref(&scope), &conv, patch).await?;
+    let updated = scope.palaver.update_user_conversation(&scope.service, &user_ref(&scope), &conv, patch).await?;
     Ok(json(StatusCode::OK, resources::user_conversation(&scope, state.credentials.account_sid.as_str(), updated)))
 }
 
 /// DELETE /v1/Users/{UserSid}/Conversations/{ConversationSid}
-pub(crate) async fn leave_conversation(State(state): State<AppState>, scope: Scope) -> ApiResult<Response> {
+pub(crate) async fn leave_conversation(scope: Scope) -> ApiResult<Response> {
     let conv = ConversationRef::parse(scope.param("conversation"));
-    state.palaver.leave_user_conversation(&scope.service, &user_ref(&scope), &conv).await?;
+    scope.palaver.leave_user_conversation(&scope.service, &user_ref(&scope), &conv).await?;
     Ok(deleted())
 }

@@ -1,0 +1,338 @@
+//! Webhook delivery: signing requests as Twilio does, the dispatcher that turns the event log into outbox
+//! entries and delivers them with retries, and the pre-event hook caller that SDK actions wait on.
+//!
+//! Durability: every change is committed together with its event; the dispatcher plans events into the
+//! outbox and moves its cursor in one transaction, and removes an entry only after a 2xx answer. A restart at
+//! any point therefore re-plans or re-sends, and never forgets; an entry answered with 2xx is never sent again.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use palaver_api::sid::ServiceSid;
+use palaver_core::webhook::*;
+use palaver_core::{Palaver, Store};
+use serde_json::Value;
+use sha1::Sha1;
+use time::OffsetDateTime;
+
+/// Twilio's limit for a webhook answer.
+pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts before an outbox entry is given up (kept as dead).
+pub const MAX_ATTEMPTS: u32 = 10;
+/// The longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Events read from the log per planning step.
+const PLAN_BATCH: u32 = 500;
+/// Outbox entries sent per delivery round.
+const DELIVERY_BATCH: u32 = 64;
+
+/// `X-Twilio-Signature` for a request to `url` with form `params`: base64 of HMAC-SHA1, keyed with the auth
+/// token, over the URL followed by every parameter name and value, sorted by name (then value).
+pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    let mut mac = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(url.as_bytes());
+    for (name, value) in sorted {
+        mac.update(name.as_bytes());
+        mac.update(value.as_bytes());
+    }
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// Sends signed webhook requests.
+#[derive(Debug, Clone)]
+pub struct WebhookSender {
+    client: reqwest::Client,
+    auth_token: Arc<str>,
+}
+
+/// Why a webhook request did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No answer (connection refused, timeout…).
+    #[error("no answer: {0}")]
+    Unreachable(String),
+    /// An answer that is not 2xx.
+    #[error("answered {0}")]
+    Status(u16),
+}
+
+impl WebhookSender {
+    /// A sender signing with `auth_token`.
+    pub fn new(auth_token: &str) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(WEBHOOK_TIMEOUT)
+            .user_agent(concat!("Palaver/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Self { client, auth_token: Arc::from(auth_token) }
+    }
+
+    /// Sends `params` to `url`; returns the body of a 2xx answer.
+    ///
+    /// # Errors
+    /// When there is no 2xx answer within [`WEBHOOK_TIMEOUT`].
+    pub async fn send(&self, url: &str, method: HookMethod, params: &[(String, String)]) -> Result<String, SendError> {
+        let encoded = serde_urlencoded::to_string(params).unwrap_or_default();
+        let request = match method {
+            HookMethod::Post => self
+                .client
+                .post(url)
+                .header("X-Twilio-Signature", signature(&self.auth_token, url, params))
+                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(encoded),
+            HookMethod::Get => {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                let full = format!("{url}{separator}{encoded}");
+                self.client.get(&full).header("X-Twilio-Signature", signature(&self.auth_token, &full, &[]))
+            }
+        };
+        let response = request.send().await.map_err(|e| SendError::Unreachable(e.to_string()))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(SendError::Status(status.as_u16()));
+        }
+        response.text().await.map_err(|e| SendError::Unreachable(e.to_string()))
+    }
+}
+
+/// Every webhook setting, reloaded when the domain says a setting changed (and every few seconds, for
+/// changes made by another process sharing the database).
+#[derive(Debug)]
+pub struct WebhookConfigCache {
+    store: Arc<dyn Store>,
+    epoch: Arc<AtomicU64>,
+    cached: RwLock<Option<(u64, Instant, Arc<WebhookConfig>)>>,
+}
+
+const CONFIG_MAX_AGE: Duration = Duration::from_secs(5);
+
+impl WebhookConfigCache {
+    /// A cache over `store`, invalidated by `epoch`.
+    pub fn new(store: Arc<dyn Store>, epoch: Arc<AtomicU64>) -> Self {
+        Self { store, epoch, cached: RwLock::new(None) }
+    }
+
+    /// The current settings.
+    ///
+    /// # Errors
+    /// When they cannot be read.
+    pub async fn get(&self) -> palaver_core::Result<Arc<WebhookConfig>> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if let Some((seen, at, config)) = &*self.cached.read().unwrap_or_else(|e| e.into_inner())
+            && *seen == epoch
+            && at.elapsed() < CONFIG_MAX_AGE
+        {
+            return Ok(config.clone());
+        }
+        let config = Arc::new(self.store.webhook_config().await?);
+        *self.cached.write().unwrap_or_else(|e| e.into_inner()) = Some((epoch, Instant::now(), config.clone()));
+        Ok(config)
+    }
+}
+
+/// Calls pre-event webhooks over HTTP.
+#[derive(Debug)]
+pub struct HttpPreHooks {
+    config: Arc<WebhookConfigCache>,
+    sender: WebhookSender,
+    account_sid: String,
+}
+
+impl HttpPreHooks {
+    /// Pre-event hooks from `config`, sent by `sender`.
+    pub fn new(config: Arc<WebhookConfigCache>, sender: WebhookSender, account_sid: String) -> Self {
+        Self { config, sender, account_sid }
+    }
+}
+
+#[async_trait]
+impl PreEventHooks for HttpPreHooks {
+    async fn ask(
+        &self,
+        service: &ServiceSid,
+        event_type: WebhookEventType,
+        mut params: Vec<(String, String)>,
+    ) -> palaver_core::Result<PreHookVerdict> {
+        let config = self.config.get().await?;
+        params.insert(0, ("AccountSid".into(), self.account_sid.clone()));
+        params.push(("RetryCount".into(), "0".into()));
+        let mut merged = serde_json::Map::new();
+        let mut asked: Vec<&str> = Vec::new();
+        for settings in config.settings_for(service.as_str()) {
+            let Some(url) = settings.pre_webhook_url.as_deref() else { continue };
+            if !settings.filters.contains(&event_type) || asked.contains(&url) {
+                continue;
+            }
+            asked.push(url);
+            match self.sender.send(url, settings.method, &params).await {
+                Ok(body) => {
+                    if let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&body) {
+                        merged.extend(fields);
+                    }
+                }
+                Err(err) => {
+                    tracing::info!(%url, event = event_type.as_str(), %err, "pre-event webhook refused the action");
+                    return Ok(PreHookVerdict::Reject(err.to_string()));
+                }
+            }
+        }
+        Ok(PreHookVerdict::Allow((!merged.is_empty()).then_some(merged)))
+    }
+}
+
+/// How long to wait before attempt `attempts + 1`, after `attempts` failures: 1 s, doubling, at most 5 min.
+pub fn backoff(attempts: u32) -> Duration {
+    Duration::from_secs(1u64 << attempts.saturating_sub(1).min(16)).min(MAX_BACKOFF)
+}
+
+/// Plans the event log into the outbox and delivers it, until `shutdown` completes.
+pub async fn run_dispatcher(
+    palaver: Palaver,
+    config: Arc<WebhookConfigCache>,
+    sender: WebhookSender,
+    account_sid: String,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let store = palaver.store().clone();
+    let mut wakeups = palaver.feed().subscribe();
+    let mut cursor = match store.webhook_cursor().await {
+        Ok(cursor) => cursor,
+        Err(err) => {
+            tracing::error!(%err, "cannot read the webhook cursor; webhooks are off");
+            return;
+        }
+    };
+    let mut saved_cursor = cursor;
+    let mut saved_at = Instant::now();
+    loop {
+        match plan(&store, &config, &account_sid, &mut cursor).await {
+            Ok(Some(deliveries)) => {
+                if let Err(err) = store.enqueue_webhooks(deliveries, cursor, OffsetDateTime::now_utc()).await {
+                    tracing::warn!(%err, "could not write the webhook outbox; retrying");
+                    cursor = saved_cursor;
+                } else {
+                    saved_cursor = cursor;
+                    saved_at = Instant::now();
+                }
+            }
+            Ok(None) => {
+                // Nothing to send: the cursor is only a hint then, so it is saved now and then, not per event.
+                if cursor != saved_cursor && saved_at.elapsed() > Duration::from_secs(2) {
+                    if store.enqueue_webhooks(Vec::new(), cursor, OffsetDateTime::now_utc()).await.is_ok() {
+                        saved_cursor = cursor;
+                    }
+                    saved_at = Instant::now();
+                }
+            }
+            Err(err) => tracing::warn!(%err, "could not plan webhooks; retrying"),
+        }
+        deliver_due(&store, &sender).await;
+        let wait = match store.next_webhook_due().await {
+            Ok(Some(due)) => {
+                let now = OffsetDateTime::now_utc();
+                Duration::try_from(due - now).unwrap_or(Duration::ZERO).min(Duration::from_secs(1))
+            }
+            _ => Duration::from_secs(1),
+        };
+        if wait.is_zero() {
+            continue;
+        }
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = wakeups.recv() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Reads the log after `cursor` and plans it; `Some(deliveries)` when there is something to write to the outbox.
+async fn plan(
+    store: &Arc<dyn Store>,
+    config: &WebhookConfigCache,
+    account_sid: &str,
+    cursor: &mut i64,
+) -> palaver_core::Result<Option<Vec<NewDelivery>>> {
+    let config = config.get().await?;
+    let mut planned = Vec::new();
+    loop {
+        let events = store.read_log(*cursor, PLAN_BATCH).await?;
+        let Some(last) = events.last() else { break };
+        let last_id = last.id;
+        if !config.is_empty() {
+            planned.extend(events.iter().flat_map(|event| plan_deliveries(event, &config, account_sid)));
+        }
+        *cursor = last_id;
+        if events.len() < PLAN_BATCH as usize || planned.len() > 1000 {
+            break;
+        }
+    }
+    Ok((!planned.is_empty()).then_some(planned))
+}
+
+async fn deliver_due(store: &Arc<dyn Store>, sender: &WebhookSender) {
+    let due = match store.due_webhooks(OffsetDateTime::now_utc(), DELIVERY_BATCH).await {
+        Ok(due) => due,
+        Err(err) => {
+            tracing::warn!(%err, "could not read the webhook outbox");
+            return;
+        }
+    };
+    let attempts = due.into_iter().map(|delivery| async move {
+        let mut params = delivery.request.params.clone();
+        params.push(("RetryCount".into(), delivery.attempts.to_string()));
+        let outcome = sender.send(&delivery.request.url, delivery.request.method, &params).await;
+        let recorded = match outcome {
+            Ok(_) => store.webhook_delivered(delivery.id).await,
+            Err(err) => {
+                let attempts = delivery.attempts + 1;
+                let retry_at = (attempts < MAX_ATTEMPTS).then(|| OffsetDateTime::now_utc() + backoff(attempts));
+                tracing::info!(url = %delivery.request.url, attempts, %err, "webhook delivery failed");
+                store.webhook_failed(delivery.id, retry_at, err.to_string()).await
+            }
+        };
+        if let Err(err) = recorded {
+            tracing::warn!(%err, "could not record a webhook delivery");
+        }
+    });
+    futures_util::future::join_all(attempts).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_matches_twilio_test_vector() {
+        let params: Vec<(String, String)> = [
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+14158675309"),
+            ("Digits", "1234"),
+            ("From", "+14158675309"),
+            ("To", "+18005551212"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+        assert_eq!(
+            signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &params),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(5), Duration::from_secs(16));
+        assert_eq!(backoff(12), MAX_BACKOFF);
+    }
+}
