@@ -8,3 +8,4 @@ mod participants;
 mod realtime;
 mod timers_and_restart;
 mod users_roles_services;
+mod webhooks;

@@ -11,7 +11,7 @@ use crate::api::Api;
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A raw protocol client: sends requests, collects every other frame it sees.
-struct Raw {
+pub(crate) struct Raw {
     socket: Socket,
     next_id: u64,
     /// Frames received that were not the reply being waited for.
@@ -19,12 +19,12 @@ struct Raw {
 }
 
 impl Raw {
-    async fn open(api: &Api) -> Self {
+    pub(crate) async fn open(api: &Api) -> Self {
         let (socket, _) = tokio_tungstenite::connect_async(api.server.ws_url()).await.expect("websocket connects");
         Self { socket, next_id: 0, backlog: Vec::new() }
     }
 
-    async fn connect(api: &Api, identity: &str) -> (Self, Value) {
+    pub(crate) async fn connect(api: &Api, identity: &str) -> (Self, Value) {
         let mut raw = Self::open(api).await;
         let connected =
             raw.call("connect", json!({"token": api.server.access_token(identity)})).await.expect("connect succeeds");
@@ -45,7 +45,7 @@ impl Raw {
     }
 
     /// Sends a request and waits for its reply; other frames go to the backlog.
-    async fn call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
+    pub(crate) async fn call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         let request = json!({"id": id, "method": method, "params": params});
@@ -63,7 +63,7 @@ impl Raw {
     }
 
     /// Waits until a frame matching `pred` arrives (looking at the backlog first).
-    async fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         if let Some(pos) = self.backlog.iter().position(&pred) {
             return self.backlog.remove(pos);
         }
@@ -77,7 +77,7 @@ impl Raw {
     }
 
     /// Events received so far (backlog plus anything arriving within `settle`).
-    async fn drain(&mut self, settle: Duration) -> Vec<Value> {
+    pub(crate) async fn drain(&mut self, settle: Duration) -> Vec<Value> {
         while let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(settle, self.socket.next()).await {
             self.backlog.push(serde_json::from_str(&text).unwrap());
         }
@@ -89,7 +89,7 @@ fn is_event(kind: &'static str) -> impl Fn(&Value) -> bool {
     move |f| f["type"] == "event" && f["kind"] == kind
 }
 
-async fn conversation_with(alice: &mut Raw, others: &[&str]) -> String {
+pub(crate) async fn conversation_with(alice: &mut Raw, others: &[&str]) -> String {
     let created = alice.call("create_conversation", json!({"friendly_name": "room"})).await.unwrap();
     let sid = created["conversation"]["sid"].as_str().unwrap().to_string();
     assert_eq!(created["status"], "not_participating");
