@@ -308,7 +308,7 @@ async fn conversation_scoped_webhooks_and_triggers() {
     receiver.assert_silent(Duration::from_millis(300)).await;
 
     post_with_webhooks(&api, &format!("/v1/Conversations/{sid}/Messages"), &[("Body", "URGENT: call me")]).await;
-    let mut paths = vec![receiver.next().await.path, receiver.next().await.path];
+    let mut paths = [receiver.next().await.path, receiver.next().await.path];
     paths.sort();
     assert_eq!(paths, ["/scoped", "/trigger"]);
 
@@ -431,7 +431,7 @@ async fn failed_deliveries_are_retried_across_a_restart_and_sent_once() {
     api.server.restart().await;
     post_with_webhooks(&api, &format!("/v1/Conversations/{sid}/Messages"), &[("Body", "after restart")]).await;
 
-    let mut got = vec![receiver.next().await, receiver.next().await];
+    let mut got = [receiver.next().await, receiver.next().await];
     got.sort_by_key(|h| h.param("Body").map(str::to_string));
     assert_eq!(got[0].param("Body"), Some("after restart"));
     assert_eq!(got[0].param("RetryCount"), Some("0"));
