@@ -223,6 +223,13 @@ pub enum Call {
         /// SID or unique name.
         conversation: String,
     },
+    /// A message's delivery receipts, one per non-chat recipient. Result: [`DeliveryReceiptsPage`].
+    GetDeliveryReceipts {
+        /// SID or unique name.
+        conversation: String,
+        /// The message SID.
+        message: String,
+    },
     /// Recipients of messages sent to non-chat participants. Result: [`RecipientsPage`].
     GetMessageRecipients {
         /// SID or unique name.
@@ -411,6 +418,9 @@ impl EventKindName {
     pub const USER_ADDED: &'static str = "user.added";
     /// A user changed.
     pub const USER_UPDATED: &'static str = "user.updated";
+    /// A message's delivery to a non-chat recipient changed; `data` is the [`MessageInfo`] with its new
+    /// aggregated `delivery`, plus the changed receipt under `receipt` ([`DeliveryReceiptInfo`]).
+    pub const DELIVERY_UPDATED: &'static str = "delivery.updated";
     /// A user was deleted.
     pub const USER_REMOVED: &'static str = "user.removed";
     /// The user (stream owner) was added to a conversation.
@@ -728,6 +738,36 @@ pub struct RecipientInfo {
     pub kind: String,
     /// Delivery status, when known.
     pub status: Option<String>,
+}
+
+/// The delivery of one message to one non-chat recipient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryReceiptInfo {
+    /// `DY…`.
+    pub sid: String,
+    /// The conversation.
+    pub conversation_sid: String,
+    /// The message.
+    pub message_sid: String,
+    /// The recipient participant.
+    pub participant_sid: String,
+    /// The channel's id for the sent message.
+    pub channel_message_sid: Option<String>,
+    /// `queued`, `sent`, `delivered`, `read`, `failed` or `undelivered`.
+    pub status: String,
+    /// The channel's error code; 0 when none.
+    pub error_code: i64,
+    /// Created at (RFC 3339).
+    pub date_created: String,
+    /// Last changed at (RFC 3339).
+    pub date_updated: String,
+}
+
+/// A message's delivery receipts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryReceiptsPage {
+    /// In creation order.
+    pub items: Vec<DeliveryReceiptInfo>,
 }
 
 /// A page of recipients.

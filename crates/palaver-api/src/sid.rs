@@ -159,6 +159,10 @@ define_sid!(
     MediaSid, "ME", "media"
 );
 define_sid!(
+    /// An address configuration (`IG…`): what happens to messages sent to one of our addresses.
+    AddressConfigurationSid, "IG", "address configuration"
+);
+define_sid!(
     /// A content template (`HX…`).
     ContentSid, "HX", "content template"
 );

@@ -1116,7 +1116,7 @@ impl ClientInner {
                     self.after_change(out, entry, sid, &old, false);
                 }
             }
-            EventKindName::MESSAGE_UPDATED => {
+            EventKindName::MESSAGE_UPDATED | EventKindName::DELIVERY_UPDATED => {
                 let Some(info) = decode::<MessageInfo>(&event.data) else { return };
                 let Some(entry) = joined_entry(cache, sid) else { return };
                 let data = Arc::new(MessageData::from_info(&info));

@@ -56,8 +56,8 @@ pub use conversation::{
 };
 pub use error::{ClientError, PageDirection, Result};
 pub use message::{
-    AggregatedDeliveryReceipt, Media, MediaContent, Message, MessageBuilder, MessageContent, MessageEmitter,
-    MessageEvent, MessageEventName, MessageType, MessageUpdateReason, SendEmailOptions, UnsentMessage,
+    AggregatedDeliveryReceipt, DetailedDeliveryReceipt, Media, MediaContent, Message, MessageBuilder, MessageContent,
+    MessageEmitter, MessageEvent, MessageEventName, MessageType, MessageUpdateReason, SendEmailOptions, UnsentMessage,
 };
 pub use paginator::Paginator;
 pub use palaver_api::realtime::{ConversationLimits, Direction, ParticipantInfo};

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use palaver_api::realtime::{Call, ConversationLimits, MessageInfo, SendMessageParams};
+use palaver_api::realtime::{
+    Call, ConversationLimits, DeliveryReceiptInfo, DeliveryReceiptsPage, MessageInfo, SendMessageParams,
+};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -396,6 +398,25 @@ impl Message {
         Ok(self.clone())
     }
 
+    /// Where the message stands with each non-chat recipient (SMS, WhatsApp, email): one receipt per
+    /// recipient, in the order they were created.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] when the caller is not a participant or the message is gone.
+    pub async fn get_detailed_delivery_receipts(&self) -> Result<Vec<DetailedDeliveryReceipt>> {
+        let page: DeliveryReceiptsPage = self
+            .client
+            .call_as(
+                Call::GetDeliveryReceipts {
+                    conversation: self.data.conversation_sid.clone(),
+                    message: self.data.sid.clone(),
+                },
+                true,
+            )
+            .await?;
+        Ok(page.items.into_iter().map(DetailedDeliveryReceipt::from_info).collect())
+    }
+
     /// The author's participant: by participant SID, then by identity.
     ///
     /// # Errors
@@ -417,6 +438,46 @@ impl Message {
             self.data.participant_sid.as_deref().unwrap_or(""),
             self.data.author.as_deref().unwrap_or("")
         )))
+    }
+}
+
+/// The delivery of a message to one non-chat recipient (Twilio's `DetailedDeliveryReceipt`).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct DetailedDeliveryReceipt {
+    /// `DY…`.
+    pub sid: String,
+    /// The message.
+    pub message_sid: String,
+    /// The conversation.
+    pub conversation_sid: String,
+    /// The channel's id for the sent message (`SM…`, an email Message-ID).
+    pub channel_message_sid: Option<String>,
+    /// The recipient participant.
+    pub participant_sid: String,
+    /// `queued`, `sent`, `delivered`, `read`, `failed` or `undelivered`.
+    pub status: String,
+    /// The channel's error code; 0 when none.
+    pub error_code: i64,
+    /// Created at.
+    pub date_created: Option<OffsetDateTime>,
+    /// Last changed at.
+    pub date_updated: Option<OffsetDateTime>,
+}
+
+impl DetailedDeliveryReceipt {
+    fn from_info(info: DeliveryReceiptInfo) -> Self {
+        Self {
+            date_created: parse_date(Some(&info.date_created)),
+            date_updated: parse_date(Some(&info.date_updated)),
+            sid: info.sid,
+            message_sid: info.message_sid,
+            conversation_sid: info.conversation_sid,
+            channel_message_sid: info.channel_message_sid,
+            participant_sid: info.participant_sid,
+            status: info.status,
+            error_code: info.error_code,
+        }
     }
 }
 

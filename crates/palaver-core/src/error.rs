@@ -63,6 +63,9 @@ pub enum ResourceKind {
     Role,
     ApiKey,
     Webhook,
+    DeliveryReceipt,
+    AddressConfiguration,
+    Media,
 }
 
 impl fmt::Display for ResourceKind {
@@ -77,6 +80,9 @@ impl fmt::Display for ResourceKind {
             Self::Role => "Role",
             Self::ApiKey => "API key",
             Self::Webhook => "Webhook",
+            Self::DeliveryReceipt => "Delivery receipt",
+            Self::AddressConfiguration => "Address configuration",
+            Self::Media => "Media",
         })
     }
 }
@@ -96,6 +102,9 @@ pub enum Conflict {
     /// The service already has a user with this identity.
     #[error("a user with identity '{0}' already exists")]
     UserIdentityTaken(String),
+    /// Another address configuration has this address.
+    #[error("the address '{0}' is already configured")]
+    AddressConfigured(String),
     /// The resource is still in use.
     #[error("{0}")]
     InUse(String),

@@ -244,7 +244,7 @@ pub fn message_info(m: &Message) -> realtime::MessageInfo {
         participant_sid: m.participant_sid.as_ref().map(|p| p.to_string()),
         content_sid: m.content_sid.clone(),
         media: Vec::new(),
-        delivery: None,
+        delivery: m.delivery.map(|d| d.aggregate()),
         date_created: rfc3339(m.date_created),
         date_updated: m.date_updated.map(rfc3339),
     }

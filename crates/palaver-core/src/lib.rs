@@ -8,16 +8,19 @@
 //! - [`service`]: [`Palaver`](service::Palaver), the operations the transports call;
 //! - [`timers`]: the scheduler that moves conversations to `inactive` and `closed` on time;
 //! - [`webhook`]: which webhook events exist, where they go and what they carry;
+//! - [`channel`]: delivery to SMS/WhatsApp/email participants, receipts, inbound messages and addresses;
 //! - [`error`]: the typed errors of all of the above.
 //!
 //! There is no HTTP and no SQL in this crate.
 
+pub mod channel;
 pub mod clock;
 pub mod error;
 pub mod event;
 pub mod feed;
 pub mod input;
 pub mod model;
+pub mod routing;
 pub mod service;
 pub mod session;
 pub mod store;

@@ -251,6 +251,8 @@ pub struct Message {
     pub participant_sid: Option<ParticipantSid>,
     /// Content template, if any.
     pub content_sid: Option<String>,
+    /// Receipts of its delivery to non-chat participants, when it has any.
+    pub delivery: Option<crate::channel::DeliveryCounts>,
     /// Sent at.
     pub date_created: OffsetDateTime,
     /// Edited at.

@@ -12,11 +12,14 @@
 
 use async_trait::async_trait;
 use palaver_api::sid::{
-    ApiKeySid, ConversationSid, MessageSid, MessagingServiceSid, ParticipantSid, RoleSid, ServiceSid, UserSid,
-    WebhookSid,
+    AddressConfigurationSid, ApiKeySid, ConversationSid, DeliveryReceiptSid, MessageSid, MessagingServiceSid,
+    ParticipantSid, RoleSid, ServiceSid, UserSid, WebhookSid,
 };
 use time::OffsetDateTime;
 
+use crate::channel::{
+    AddressConfiguration, AddressConfigurationPatch, ChannelJob, DeliveryReceipt, DeliveryUpdate, ReceiptRef,
+};
 use crate::error::Result;
 use crate::event::{Event, Origin};
 use crate::input::{Attributes, Identity, NotificationLevel, TimerDuration};
@@ -649,4 +652,67 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn webhook_delivered(&self, id: i64) -> Result<()>;
     /// Records a failed attempt: retried at `retry_at`, or kept as dead (never retried) when `None`.
     async fn webhook_failed(&self, id: i64, retry_at: Option<OffsetDateTime>, error: String) -> Result<()>;
+
+    // Non-chat channels. Receipts are created by `add_message`, one per non-chat participant other than the
+    // author, in status `queued` and due at once.
+
+    /// Queued receipts on `channels` due at `now`, oldest first, at most `limit`, with what sending needs.
+    async fn due_channel_jobs(
+        &self,
+        channels: &[BindingKind],
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<ChannelJob>>;
+    /// When the next queued receipt on `channels` is due, if any waits.
+    async fn next_channel_job_due(&self, channels: &[BindingKind]) -> Result<Option<OffsetDateTime>>;
+    /// Applies `update` to a receipt, keeps the message's counts in step and appends `delivery.updated` to the
+    /// conversation's log. A status never moves backwards (a late `sent` after `delivered` is ignored, but its
+    /// channel id is kept). `None` when no receipt matches.
+    async fn update_delivery(&self, receipt: &ReceiptRef, update: DeliveryUpdate) -> Result<Option<DeliveryReceipt>>;
+    /// A message's receipts, in creation order.
+    async fn list_receipts(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        message: &MessageSid,
+        page: PageQuery,
+    ) -> Result<Page<DeliveryReceipt>>;
+    /// One receipt of a message.
+    async fn get_receipt(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        message: &MessageSid,
+        sid: &DeliveryReceiptSid,
+    ) -> Result<DeliveryReceipt>;
+    /// The newest conversation that is not closed in which `address` takes part on `channel` through
+    /// `our_address` (its proxy address, projected address or the conversation's email address). Email
+    /// addresses match ignoring case.
+    async fn find_conversation_by_binding(
+        &self,
+        channel: BindingKind,
+        address: &str,
+        our_address: &str,
+    ) -> Result<Option<(ServiceSid, ConversationSid)>>;
+
+    /// Stores a new address configuration (409 when the address already has one).
+    async fn create_address_configuration(&self, config: AddressConfiguration) -> Result<AddressConfiguration>;
+    /// One address configuration by SID.
+    async fn get_address_configuration(&self, sid: &AddressConfigurationSid) -> Result<AddressConfiguration>;
+    /// The configuration of `address` (ignoring case), if any.
+    async fn find_address_configuration(&self, address: &str) -> Result<Option<AddressConfiguration>>;
+    /// Address configurations, optionally of one type.
+    async fn list_address_configurations(
+        &self,
+        kind: Option<String>,
+        page: PageQuery,
+    ) -> Result<Page<AddressConfiguration>>;
+    /// Changes an address configuration.
+    async fn update_address_configuration(
+        &self,
+        sid: &AddressConfigurationSid,
+        patch: AddressConfigurationPatch,
+    ) -> Result<AddressConfiguration>;
+    /// Deletes an address configuration.
+    async fn delete_address_configuration(&self, sid: &AddressConfigurationSid) -> Result<()>;
 }

@@ -368,15 +368,18 @@ pub fn post_event_params(event: &Event, account_sid: &str) -> Option<(WebhookEve
         }
         EventKind::UserAdded | EventKind::UserUpdated => params.user(data),
         EventKind::DeliveryUpdated => {
+            // The event carries the message with the receipt under `receipt`.
+            let receipt = &data["receipt"];
             params.push("ConversationSid", &event.stream);
-            params.json_text("DeliverySid", data, "sid");
-            params.json_text("MessageSid", data, "message_sid");
-            params.json_text("ParticipantSid", data, "participant_sid");
-            params.json_text("ChannelMessageSid", data, "channel_message_sid");
-            params.json_text("Status", data, "status");
-            params.json_text("ErrorCode", data, "error_code");
-            params.json_text("DateCreated", data, "date_created");
-            params.json_text("DateUpdated", data, "date_updated");
+            params.json_text("DeliverySid", receipt, "sid");
+            params.json_text("MessageSid", receipt, "message_sid");
+            params.json_text("MessageIndex", data, "index");
+            params.json_text("ParticipantSid", receipt, "participant_sid");
+            params.json_text("ChannelMessageSid", receipt, "channel_message_sid");
+            params.json_text("Status", receipt, "status");
+            params.json_text("ErrorCode", receipt, "error_code");
+            params.json_text("DateCreated", receipt, "date_created");
+            params.json_text("DateUpdated", receipt, "date_updated");
         }
         EventKind::UserRemoved | EventKind::UserConversationJoined | EventKind::UserConversationLeft => return None,
     }

@@ -62,7 +62,7 @@ impl From<Error> for ApiError {
             Error::Conflict(Conflict::ParticipantIdentityTaken(_)) => ErrorCode::ParticipantAlreadyExists,
             Error::Conflict(Conflict::ParticipantAddressTaken(_)) => ErrorCode::BindingAlreadyExists,
             Error::Conflict(Conflict::UserIdentityTaken(_)) => ErrorCode::UserAlreadyExists,
-            Error::Conflict(Conflict::InUse(_)) => ErrorCode::InvalidParameter,
+            Error::Conflict(Conflict::InUse(_) | Conflict::AddressConfigured(_)) => ErrorCode::InvalidParameter,
             Error::ConversationClosed(_) => ErrorCode::ConversationClosed,
             Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::NotAParticipant(_) => ErrorCode::NotAParticipant,

@@ -38,6 +38,11 @@ impl FormFields {
         self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
+    /// Every field, in order (for signature checks).
+    pub(crate) fn pairs(&self) -> Vec<(String, String)> {
+        self.0.clone()
+    }
+
     /// Every value of `name`, in order.
     pub(crate) fn all(&self, name: &str) -> Vec<String> {
         self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()

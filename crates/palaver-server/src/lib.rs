@@ -10,6 +10,7 @@
 //! serves.
 
 mod auth;
+pub mod channels;
 pub mod error;
 mod form;
 mod gateway;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
     /// Flow-control limits of realtime connections.
     pub realtime: RealtimeLimits,
+    /// How non-chat participants are reached.
+    pub channels: Arc<channels::ChannelSettings>,
 }
 
 /// How much a realtime connection may buffer for a client, and for how long a full buffer may wait.
@@ -90,6 +93,7 @@ pub async fn open_embedded(
         credentials: Arc::new(credentials),
         shutdown: Arc::new(tokio::sync::watch::channel(false).0),
         realtime: RealtimeLimits::default(),
+        channels: Arc::new(channels::ChannelSettings::default()),
     })
 }
 
@@ -132,6 +136,11 @@ pub async fn run(
         account_sid,
         until_stopped(),
     ));
+    let channel_dispatcher = tokio::spawn(channels::run_channel_dispatcher(
+        state.palaver.clone(),
+        (*state.channels).clone(),
+        until_stopped(),
+    ));
     let app: Router = router(state);
     let signal = async move {
         shutdown.await;
@@ -145,5 +154,6 @@ pub async fn run(
     let _ = scheduler.await;
     let _ = feed.await;
     let _ = dispatcher.await;
+    let _ = channel_dispatcher.await;
     served
 }

@@ -109,7 +109,7 @@ pub(crate) fn message(scope: &Scope, account: &str, m: Message) -> MessageResour
             ("channel_metadata", format!("{url}/ChannelMetadata")),
         ]),
         url,
-        delivery: None,
+        delivery: m.delivery.map(|d| d.aggregate()),
         content_sid: m.content_sid,
         subject: m.subject,
     }

@@ -8,6 +8,7 @@
 //! alone, a write still commits immediately. Reads use a small pool of connections on tokio's blocking pool
 //! and never wait behind writes (WAL).
 
+mod channels;
 mod rows;
 mod schema;
 
@@ -15,7 +16,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use palaver_api::sid::{ApiKeySid, MessageSid, RoleSid, ServiceSid, WebhookSid};
+use palaver_api::sid::{
+    AddressConfigurationSid, ApiKeySid, ConversationSid, DeliveryReceiptSid, MessageSid, RoleSid, ServiceSid,
+    WebhookSid,
+};
+use palaver_core::channel::*;
 use palaver_core::error::{Conflict, Error, Limit, ResourceKind, Result};
 use palaver_core::event::{self, Event, EventKind, Origin, Source};
 use palaver_core::input::{MAX_NON_CHAT_PARTICIPANTS, MAX_PARTICIPANTS};
@@ -662,6 +667,7 @@ fn delete_conversation_rows(tx: &Connection, conv_id: i64) -> Result<()> {
         "DELETE FROM message_keys WHERE conversation_id = ?1",
         "DELETE FROM participants WHERE conversation_id = ?1",
         "DELETE FROM conversation_webhooks WHERE conversation_id = ?1",
+        "DELETE FROM delivery_receipts WHERE conversation_id = ?1",
         "DELETE FROM conversations WHERE id = ?1",
     ] {
         tx.execute_cached(sql, params![conv_id]).map_err(storage)?;
@@ -1359,6 +1365,7 @@ impl Store for SqliteStore {
             let current = find_participant(tx, conv_id, &p)?;
             tx.execute_cached("DELETE FROM participants WHERE sid = ?1", params![current.sid.as_str()])
                 .map_err(storage)?;
+            channels::cancel_queued(tx, current.sid.as_str(), now)?;
             append_event(
                 tx,
                 current_conv.sid.as_str(),
@@ -1431,6 +1438,15 @@ impl Store for SqliteStore {
             if let Some(key) = &new.idempotency_key {
                 tx.execute_cached("INSERT INTO message_keys(conversation_id, key, message_sid) VALUES (?1, ?2, ?3)", params![conv_id, key, new.sid.as_str()])
                     .map_err(storage)?;
+            }
+            if current.participants_count > 0
+                && let Some(counts) = channels::create_receipts(tx, conv_id, &current, &new.sid, participant_sid.as_deref(), new.now)?
+            {
+                tx.execute_cached(
+                    "UPDATE messages SET delivery = ?1 WHERE conversation_id = ?2 AND idx = ?3",
+                    params![counts.to_json(), conv_id, index],
+                )
+                .map_err(storage)?;
             }
             // New activity wakes an inactive conversation and restarts its timers.
             let reactivated = current.state == ConversationState::Inactive;
@@ -1551,6 +1567,7 @@ impl Store for SqliteStore {
                 params![conv_id, m.index],
             )
             .map_err(storage)?;
+            channels::delete_receipts(tx, conv_id, Some(&m.sid))?;
             tx.execute_cached(
                 "UPDATE conversations SET deleted_messages = deleted_messages + 1 WHERE id = ?1",
                 params![conv_id],
@@ -2296,5 +2313,130 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn due_channel_jobs(
+        &self,
+        channels: &[BindingKind],
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<ChannelJob>> {
+        let channels = channels.to_vec();
+        self.read(move |tx| channels::due_jobs(tx, &channels, now, limit)).await
+    }
+
+    async fn next_channel_job_due(&self, channels: &[BindingKind]) -> Result<Option<OffsetDateTime>> {
+        let channels = channels.to_vec();
+        self.read(move |tx| channels::next_due(tx, &channels)).await
+    }
+
+    async fn update_delivery(&self, receipt: &ReceiptRef, update: DeliveryUpdate) -> Result<Option<DeliveryReceipt>> {
+        let receipt = receipt.clone();
+        self.write_as(Origin::system(), String::new(), move |tx| {
+            let service: Option<String> = match &receipt {
+                ReceiptRef::Sid(sid) => tx.query_row_cached(
+                    "SELECT service_sid FROM delivery_receipts WHERE sid = ?1",
+                    params![sid.as_str()],
+                    |r| r.get(0),
+                ),
+                ReceiptRef::ChannelMessage(id) => tx.query_row_cached(
+                    "SELECT service_sid FROM delivery_receipts WHERE channel_message_sid = ?1 LIMIT 1",
+                    params![id],
+                    |r| r.get(0),
+                ),
+            }
+            .optional()
+            .map_err(storage)?;
+            set_write_context(Origin::system(), service.unwrap_or_default());
+            channels::update_delivery(tx, &receipt, update)
+        })
+        .await
+    }
+
+    async fn list_receipts(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        message: &MessageSid,
+        page: PageQuery,
+    ) -> Result<Page<DeliveryReceipt>> {
+        let (service, conv, message) = (service.clone(), conv.clone(), message.clone());
+        self.read(move |tx| {
+            let (conv_id, current) = find_conversation(tx, &service, &conv)?;
+            find_message(tx, conv_id, &current, &message)?;
+            channels::list_receipts(tx, conv_id, &message, page)
+        })
+        .await
+    }
+
+    async fn get_receipt(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        message: &MessageSid,
+        sid: &DeliveryReceiptSid,
+    ) -> Result<DeliveryReceipt> {
+        let (service, conv, message, sid) = (service.clone(), conv.clone(), message.clone(), sid.clone());
+        self.read(move |tx| {
+            let (conv_id, current) = find_conversation(tx, &service, &conv)?;
+            find_message(tx, conv_id, &current, &message)?;
+            channels::get_receipt(tx, conv_id, &message, &sid)
+        })
+        .await
+    }
+
+    async fn find_conversation_by_binding(
+        &self,
+        channel: BindingKind,
+        address: &str,
+        our_address: &str,
+    ) -> Result<Option<(ServiceSid, ConversationSid)>> {
+        let (address, our_address) = (address.to_string(), our_address.to_string());
+        let found =
+            self.read(move |tx| channels::find_conversation_by_binding(tx, channel, &address, &our_address)).await?;
+        found
+            .map(|(service, conv)| {
+                Ok((
+                    service.parse().map_err(|e: palaver_api::sid::SidError| Error::Storage(e.to_string()))?,
+                    conv.parse().map_err(|e: palaver_api::sid::SidError| Error::Storage(e.to_string()))?,
+                ))
+            })
+            .transpose()
+    }
+
+    async fn create_address_configuration(&self, config: AddressConfiguration) -> Result<AddressConfiguration> {
+        self.write(move |tx| channels::create_address(tx, &config)).await
+    }
+
+    async fn get_address_configuration(&self, sid: &AddressConfigurationSid) -> Result<AddressConfiguration> {
+        let sid = sid.clone();
+        self.read(move |tx| channels::get_address(tx, &sid)).await
+    }
+
+    async fn find_address_configuration(&self, address: &str) -> Result<Option<AddressConfiguration>> {
+        let address = address.to_string();
+        self.read(move |tx| channels::find_address(tx, &address)).await
+    }
+
+    async fn list_address_configurations(
+        &self,
+        kind: Option<String>,
+        page: PageQuery,
+    ) -> Result<Page<AddressConfiguration>> {
+        self.read(move |tx| channels::list_addresses(tx, kind, page)).await
+    }
+
+    async fn update_address_configuration(
+        &self,
+        sid: &AddressConfigurationSid,
+        patch: AddressConfigurationPatch,
+    ) -> Result<AddressConfiguration> {
+        let sid = sid.clone();
+        self.write(move |tx| channels::update_address(tx, &sid, patch)).await
+    }
+
+    async fn delete_address_configuration(&self, sid: &AddressConfigurationSid) -> Result<()> {
+        let sid = sid.clone();
+        self.write(move |tx| channels::delete_address(tx, &sid)).await
     }
 }

@@ -36,11 +36,11 @@ where
     raw.map(|r| r.parse().map_err(|e: T::Err| conversion_error(column, e.to_string()))).transpose()
 }
 
-fn time_col(row: &Row<'_>, column: usize) -> rusqlite::Result<OffsetDateTime> {
+pub(crate) fn time_col(row: &Row<'_>, column: usize) -> rusqlite::Result<OffsetDateTime> {
     Ok(from_unix_millis(row.get(column)?))
 }
 
-fn opt_time_col(row: &Row<'_>, column: usize) -> rusqlite::Result<Option<OffsetDateTime>> {
+pub(crate) fn opt_time_col(row: &Row<'_>, column: usize) -> rusqlite::Result<Option<OffsetDateTime>> {
     Ok(row.get::<_, Option<i64>>(column)?.map(from_unix_millis))
 }
 
@@ -138,7 +138,7 @@ pub(crate) fn participant(row: &Row<'_>, at: usize) -> rusqlite::Result<(i64, Pa
 
 /// Columns of a message row, in the order [`message`] reads them.
 pub(crate) const MESSAGE_COLUMNS: &str =
-    "idx, sid, author, body, subject, attributes, participant_sid, content_sid, date_created, date_updated";
+    "idx, sid, author, body, subject, attributes, participant_sid, content_sid, date_created, date_updated, delivery";
 
 /// Reads a message of the given conversation.
 pub(crate) fn message(row: &Row<'_>, conv: &Conversation) -> rusqlite::Result<Message> {
@@ -155,6 +155,7 @@ pub(crate) fn message(row: &Row<'_>, conv: &Conversation) -> rusqlite::Result<Me
         content_sid: row.get(7)?,
         date_created: time_col(row, 8)?,
         date_updated: opt_time_col(row, 9)?,
+        delivery: row.get::<_, Option<String>>(10)?.map(|raw| palaver_core::channel::DeliveryCounts::from_json(&raw)),
     })
 }
 

@@ -220,4 +220,47 @@ CREATE TABLE webhook_cursor (
 );
 INSERT INTO webhook_cursor(id, log_id) SELECT 1, COALESCE(MAX(id), 0) FROM events;
 "#,
+    r#"
+-- Aggregated delivery receipt counts of a message (JSON), kept with the message so pages need no extra reads.
+ALTER TABLE messages ADD COLUMN delivery TEXT;
+
+-- One row per message and non-chat recipient, written with the message. Queued rows with next_attempt set
+-- are the channel dispatcher's outbox.
+CREATE TABLE delivery_receipts (
+    id INTEGER PRIMARY KEY,
+    sid TEXT NOT NULL UNIQUE,
+    conversation_id INTEGER NOT NULL,
+    conversation_sid TEXT NOT NULL,
+    service_sid TEXT NOT NULL,
+    message_sid TEXT NOT NULL,
+    participant_sid TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    channel_message_sid TEXT,
+    status TEXT NOT NULL,
+    error_code INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt INTEGER,
+    last_error TEXT,
+    date_created INTEGER NOT NULL,
+    date_updated INTEGER NOT NULL
+);
+CREATE INDEX receipts_by_message ON delivery_receipts(message_sid, id);
+CREATE INDEX receipts_due ON delivery_receipts(next_attempt) WHERE next_attempt IS NOT NULL;
+CREATE INDEX receipts_by_channel_message ON delivery_receipts(channel_message_sid) WHERE channel_message_sid IS NOT NULL;
+CREATE INDEX participants_non_chat ON participants(conversation_id) WHERE binding_type IS NOT NULL;
+CREATE INDEX participants_by_lower_address ON participants(lower(binding_address)) WHERE binding_address IS NOT NULL;
+
+CREATE TABLE address_configurations (
+    id INTEGER PRIMARY KEY,
+    sid TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    address TEXT NOT NULL,
+    lower_address TEXT NOT NULL UNIQUE,
+    friendly_name TEXT,
+    auto_creation TEXT NOT NULL,
+    address_country TEXT,
+    date_created INTEGER NOT NULL,
+    date_updated INTEGER NOT NULL
+);
+"#,
 ];

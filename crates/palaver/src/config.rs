@@ -17,7 +17,7 @@ pub(crate) struct ServeArgs {
     /// Directory for the embedded database and generated credentials.
     #[arg(long, env = "PALAVER_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// TOML file with any of: listen, data_dir, account_sid, auth_token, enforce_timer_minimums.
+    /// TOML file with any of the settings, by their flag names with underscores (listen, data_dir, smtp_url, …).
     #[arg(long, env = "PALAVER_CONFIG")]
     config: Option<PathBuf>,
     /// Account SID (AC…) used as the REST user name; generated on first start when not given.
@@ -29,6 +29,25 @@ pub(crate) struct ServeArgs {
     /// Enforce Twilio's minimum conversation timers (1 minute inactive, 10 minutes closed).
     #[arg(long, env = "PALAVER_ENFORCE_TIMER_MINIMUMS")]
     enforce_timer_minimums: Option<bool>,
+    /// The URL the messaging gateway and mail relays reach this server at (for status callbacks and signature
+    /// checks), e.g. https://chat.example.com.
+    #[arg(long, env = "PALAVER_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// SMS/WhatsApp gateway speaking Twilio's Messaging API, e.g. https://api.twilio.com.
+    #[arg(long, env = "PALAVER_MESSAGING_GATEWAY_URL")]
+    messaging_gateway_url: Option<String>,
+    /// The gateway account SID (HTTP Basic user).
+    #[arg(long, env = "PALAVER_MESSAGING_GATEWAY_ACCOUNT_SID")]
+    messaging_gateway_account_sid: Option<String>,
+    /// The gateway auth token (HTTP Basic password; it also signs the gateway's callbacks).
+    #[arg(long, env = "PALAVER_MESSAGING_GATEWAY_AUTH_TOKEN", hide_env_values = true)]
+    messaging_gateway_auth_token: Option<String>,
+    /// SMTP relay for email participants: smtp://host:port, smtp://host:port?tls=required or smtps://host:port.
+    #[arg(long, env = "PALAVER_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// Email sender for conversations without an email address of their own.
+    #[arg(long, env = "PALAVER_EMAIL_FROM")]
+    email_from: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -39,6 +58,12 @@ struct FileConfig {
     account_sid: Option<String>,
     auth_token: Option<String>,
     enforce_timer_minimums: Option<bool>,
+    public_url: Option<String>,
+    messaging_gateway_url: Option<String>,
+    messaging_gateway_account_sid: Option<String>,
+    messaging_gateway_auth_token: Option<String>,
+    smtp_url: Option<String>,
+    email_from: Option<String>,
 }
 
 /// The resolved settings.
@@ -49,6 +74,7 @@ pub(crate) struct Settings {
     pub(crate) account_sid: Option<String>,
     pub(crate) auth_token: Option<String>,
     pub(crate) domain: palaver_core::service::Settings,
+    pub(crate) channels: palaver_server::channels::ChannelSettings,
 }
 
 impl Settings {
@@ -60,7 +86,27 @@ impl Settings {
             }
             None => FileConfig::default(),
         };
+        let gateway = match (
+            args.messaging_gateway_url.or(file.messaging_gateway_url),
+            args.messaging_gateway_account_sid.or(file.messaging_gateway_account_sid),
+            args.messaging_gateway_auth_token.or(file.messaging_gateway_auth_token),
+        ) {
+            (Some(url), Some(account_sid), Some(auth_token)) => {
+                Some(palaver_server::channels::MessagingGatewayConfig { url, account_sid, auth_token })
+            }
+            (None, None, None) => None,
+            _ => bail!("the messaging gateway needs its URL, account SID and auth token together"),
+        };
+        let channels = palaver_server::channels::ChannelSettings {
+            messaging_gateway: gateway,
+            smtp: args.smtp_url.or(file.smtp_url).map(|url| palaver_server::channels::SmtpConfig {
+                url,
+                default_from: args.email_from.clone().or(file.email_from.clone()),
+            }),
+            public_url: args.public_url.or(file.public_url),
+        };
         Ok(Self {
+            channels,
             listen: args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8088".into()),
             data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./palaver-data")),
             account_sid: args.account_sid.or(file.account_sid),

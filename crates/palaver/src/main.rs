@@ -163,9 +163,10 @@ fn main() -> Result<()> {
 
 async fn serve(settings: Settings) -> Result<()> {
     let credentials = config::credentials(&settings)?;
-    let state = palaver_server::open_embedded(&settings.data_dir, credentials, settings.domain)
+    let mut state = palaver_server::open_embedded(&settings.data_dir, credentials, settings.domain)
         .await
         .with_context(|| format!("opening the data directory {}", settings.data_dir.display()))?;
+    state.channels = std::sync::Arc::new(settings.channels);
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;

@@ -378,3 +378,59 @@ pub struct ConversationScopedWebhookResource {
     /// When it last changed.
     pub date_updated: String,
 }
+
+/// `conversations.v1.conversation.message.delivery_receipt`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryReceiptResource {
+    /// `DY…`.
+    pub sid: String,
+    /// The owning account.
+    pub account_sid: String,
+    /// The service of the conversation.
+    pub chat_service_sid: String,
+    /// The conversation.
+    pub conversation_sid: String,
+    /// The message.
+    pub message_sid: String,
+    /// The channel's id for the sent message.
+    pub channel_message_sid: Option<String>,
+    /// The recipient participant.
+    pub participant_sid: String,
+    /// `queued`, `sent`, `delivered`, `read`, `failed` or `undelivered`.
+    pub status: String,
+    /// The channel's error code; 0 when none.
+    pub error_code: i64,
+    /// When it was created.
+    pub date_created: String,
+    /// When it last changed.
+    pub date_updated: String,
+    /// This resource's URL.
+    pub url: String,
+}
+
+/// `conversations.v1.address_configuration`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddressConfigurationResource {
+    /// `IG…`.
+    pub sid: String,
+    /// The owning account.
+    pub account_sid: String,
+    /// `sms`, `whatsapp`, `email`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The address.
+    pub address: String,
+    /// Display name.
+    pub friendly_name: Option<String>,
+    /// `{enabled, type, conversation_service_sid, webhook_url, webhook_method, webhook_filters, studio_flow_sid,
+    /// studio_retry_count}`.
+    pub auto_creation: serde_json::Value,
+    /// When it was created.
+    pub date_created: String,
+    /// When it last changed.
+    pub date_updated: String,
+    /// This resource's URL.
+    pub url: String,
+    /// ISO country of the address.
+    pub address_country: Option<String>,
+}

@@ -312,6 +312,9 @@ pub(super) async fn handle(connection: &mut Connection, call: Call) -> ApiResult
                 participants_count: found.conversation.participants_count,
             })
         }
+        Call::GetDeliveryReceipts { conversation, message } => {
+            get_delivery_receipts(&session, conversation, message).await
+        }
         Call::GetMessageRecipients { conversation, message, page_size: size, page_token: token } => {
             get_recipients(&session, conversation, message, size, token).await
         }
@@ -398,7 +401,7 @@ async fn get_recipients(
     token: Option<String>,
 ) -> ApiResult<Value> {
     let conv = ConversationRef::parse(&conversation);
-    let recipients: Vec<_> = session.participants(&conv).await?.into_iter().filter(|p| p.binding.is_some()).collect();
+    let participants = session.participants(&conv).await?;
     let page = match message {
         Some(sid) => palaver_core::store::Page {
             items: vec![session.palaver().message(session.service(), &conv, &message_sid(&sid)?).await?],
@@ -415,18 +418,44 @@ async fn get_recipients(
         }
     };
     let mut items = Vec::new();
-    for m in &page.items {
-        for p in &recipients {
-            if let Some(b) = &p.binding {
-                items.push(realtime::RecipientInfo {
-                    message_sid: m.sid.to_string(),
-                    participant_sid: p.sid.to_string(),
-                    address: b.address.clone(),
-                    kind: b.kind.as_str().to_string(),
-                    status: None,
-                });
-            }
+    for m in page.items.iter().filter(|m| m.delivery.is_some()) {
+        for receipt in receipts_of(session, &conv, &m.sid).await? {
+            // A recipient who has since left is still a recipient; its address is then unknown here.
+            let binding =
+                participants.iter().find(|p| p.sid == receipt.participant_sid).and_then(|p| p.binding.as_ref());
+            items.push(realtime::RecipientInfo {
+                message_sid: m.sid.to_string(),
+                participant_sid: receipt.participant_sid.to_string(),
+                address: binding.map(|b| b.address.clone()).unwrap_or_default(),
+                kind: binding.map_or("unknown", |b| b.kind.as_str()).to_string(),
+                status: Some(receipt.status.as_str().to_string()),
+            });
         }
     }
     ok(realtime::RecipientsPage { items, next_page_token: page.next.map(encode_cursor) })
+}
+
+/// Every receipt of a message (a message has at most one per non-chat participant, at most 50).
+async fn receipts_of(
+    session: &UserSession,
+    conv: &ConversationRef,
+    message: &MessageSid,
+) -> ApiResult<Vec<palaver_core::channel::DeliveryReceipt>> {
+    let query = PageQuery { size: 1000, cursor: None, descending: false };
+    Ok(session.palaver().list_receipts(session.service(), conv, message, query).await?.items)
+}
+
+async fn get_delivery_receipts(session: &UserSession, conversation: String, message: String) -> ApiResult<Value> {
+    let conv = ConversationRef::parse(&conversation);
+    // Only participants may look, as for messages.
+    session.participants(&conv).await?;
+    let items = receipts_of(session, &conv, &message_sid(&message)?)
+        .await?
+        .iter()
+        .map(|r| {
+            serde_json::from_value(palaver_core::channel::receipt_snapshot(r))
+                .map_err(|e| ApiError::new(palaver_api::ErrorCode::InternalError, e.to_string()))
+        })
+        .collect::<ApiResult<Vec<realtime::DeliveryReceiptInfo>>>()?;
+    ok(realtime::DeliveryReceiptsPage { items })
 }

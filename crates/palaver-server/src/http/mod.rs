@@ -3,6 +3,7 @@
 //! Each conversation-service resource is served both at `/v1/<Resource>` (the default service) and at
 //! `/v1/Services/{ChatServiceSid}/<Resource>`; the [`Scope`](crate::scope::Scope) extractor tells them apart.
 
+mod channels;
 mod configuration;
 mod conversations;
 mod messages;
@@ -41,6 +42,8 @@ fn service_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             "/Conversations/{conversation}/Messages/{message}",
             get(messages::fetch).post(messages::update).delete(messages::delete),
         ),
+        ("/Conversations/{conversation}/Messages/{message}/Receipts", get(channels::list_receipts)),
+        ("/Conversations/{conversation}/Messages/{message}/Receipts/{receipt}", get(channels::fetch_receipt)),
         ("/Conversations/{conversation}/Webhooks", get(webhooks::list).post(webhooks::create)),
         (
             "/Conversations/{conversation}/Webhooks/{webhook}",
@@ -69,6 +72,11 @@ pub fn router(state: AppState) -> Router {
             "/v1/Services/{service}/Configuration/Webhooks",
             get(webhooks::fetch_service).post(webhooks::update_service),
         )
+        .route("/v1/Configuration/Addresses", get(channels::list_addresses).post(channels::create_address))
+        .route(
+            "/v1/Configuration/Addresses/{address}",
+            get(channels::fetch_address).post(channels::update_address).delete(channels::delete_address),
+        )
         .route("/v1/Services", get(services::list).post(services::create))
         .route("/v1/Services/{service}", get(services::fetch).delete(services::delete))
         .route(
@@ -86,6 +94,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/realtime", get(crate::gateway::upgrade))
+        // Called by the messaging gateway and mail relays, which sign their requests instead of logging in.
+        .route("/v1/Channels/Messaging/Inbound", post(channels::inbound_messaging))
+        .route("/v1/Channels/Messaging/Status", post(channels::messaging_status))
+        .route("/v1/Channels/Email/Inbound", post(channels::inbound_email))
         .merge(api)
         .fallback(not_found)
         .with_state(state)
