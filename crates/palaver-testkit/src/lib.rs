@@ -20,6 +20,7 @@ pub struct TestServer {
     settings: Settings,
     api_key: Option<(ApiKeySid, String)>,
     realtime: palaver_server::RealtimeLimits,
+    channels: palaver_server::channels::ChannelSettings,
     data_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -48,11 +49,25 @@ impl TestServer {
             settings: Settings { enforce_timer_minimums: false, ..Settings::default() },
             api_key: None,
             realtime: palaver_server::RealtimeLimits::default(),
+            channels: palaver_server::channels::ChannelSettings::default(),
             data_dir,
             stop: None,
             task: None,
         };
         server.realtime = realtime;
+        server.start(None).await;
+        server
+    }
+
+    /// Starts a server that reaches non-chat participants as `channels` says. Without a public URL of its own,
+    /// the server's address is used for status callbacks.
+    ///
+    /// # Panics
+    /// When the server cannot start.
+    pub async fn spawn_with_channels(channels: palaver_server::channels::ChannelSettings) -> Self {
+        let mut server = Self::spawn().await;
+        server.stop().await;
+        server.channels = channels;
         server.start(None).await;
         server
     }
@@ -76,6 +91,11 @@ impl TestServer {
             None => tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port"),
         };
         self.address = listener.local_addr().expect("local address");
+        let mut channels = self.channels.clone();
+        if channels.public_url.is_none() {
+            channels.public_url = Some(format!("http://{}", self.address));
+        }
+        state.channels = std::sync::Arc::new(channels);
         let (stop, stopped) = oneshot::channel::<()>();
         self.task = Some(tokio::spawn(palaver_server::run(listener, state, async {
             let _ = stopped.await;

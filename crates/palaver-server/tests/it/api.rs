@@ -4,7 +4,7 @@ use palaver_testkit::TestServer;
 use serde_json::Value;
 
 pub(crate) struct Api {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     pub(crate) server: TestServer,
 }
 

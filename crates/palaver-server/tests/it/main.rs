@@ -1,6 +1,7 @@
 //! Integration tests: the real server on a free port with its own SQLite database, driven over HTTP.
 
 mod api;
+mod channels;
 mod conversations;
 mod errors;
 mod messages;
