@@ -22,7 +22,8 @@ BIN = os.environ.get("PALAVER_BIN", str(REPO / "target" / "debug" / "palaver"))
 class PalaverServer:
     """One server process on its own data directory; can be stopped and started again on the same data."""
 
-    def __init__(self):
+    def __init__(self, extra_env=None):
+        self.extra_env = dict(extra_env or {})
         self.data_dir = tempfile.mkdtemp(prefix="palaver-conformance-")
         self.account_sid = "AC" + secrets.token_hex(16)
         self.auth_token = secrets.token_hex(16)
@@ -38,6 +39,7 @@ class PalaverServer:
             PALAVER_ENFORCE_TIMER_MINIMUMS="false",
             PALAVER_LOG="warn",
         )
+        env.update(self.extra_env)
         self.process = subprocess.Popen(
             [BIN, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir],
             env=env,

@@ -171,6 +171,16 @@ async fn serve(settings: Settings) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let address = listener.local_addr()?;
+    if state.channels.public_url.is_none() && state.channels.messaging_gateway.is_some() {
+        // Status callbacks need an address the gateway can reach; the bound one is right for local setups.
+        let mut channels = (*state.channels).clone();
+        if address.ip().is_unspecified() {
+            tracing::warn!("set --public-url so the messaging gateway can send delivery status callbacks");
+        } else {
+            channels.public_url = Some(format!("http://{address}"));
+        }
+        state.channels = std::sync::Arc::new(channels);
+    }
     // Tests and scripts wait for this line to know the server is ready and which port it got.
     println!("Palaver listening on http://{address}");
     tracing::info!(%address, data_dir = %settings.data_dir.display(), "serving");

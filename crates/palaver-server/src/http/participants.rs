@@ -56,10 +56,34 @@ pub(crate) fn participant_kind(
                 proxy_address: proxy.map(|p| p.as_str().to_string()),
                 projected_address: projected.map(|p| p.as_str().to_string()),
                 name: None,
-                level: None,
+                level: (kind == BindingKind::Email).then(|| "to".to_string()),
             }))
         }
     }
+}
+
+/// Palaver's extensions for email participants: `MessagingBinding.Name` (display name) and
+/// `MessagingBinding.Level` (`to` or `cc`), which Twilio sets only from inbound email headers.
+fn email_extras(form: &FormFields, kind: &mut ParticipantKind) -> ApiResult<()> {
+    let ParticipantKind::NonChat(binding) = kind else { return Ok(()) };
+    if binding.kind != BindingKind::Email {
+        return Ok(());
+    }
+    if let Some(name) = form.get("MessagingBinding.Name").filter(|n| !n.is_empty()) {
+        if name.chars().count() > 256 || name.contains(['\r', '\n']) {
+            return Err(ApiError::invalid("MessagingBinding.Name", "must be one line of at most 256 characters"));
+        }
+        binding.name = Some(name.to_string());
+    }
+    if let Some(level) = form.get("MessagingBinding.Level") {
+        match level.to_ascii_lowercase().as_str() {
+            "to" | "cc" => binding.level = Some(level.to_ascii_lowercase()),
+            other => {
+                return Err(ApiError::invalid("MessagingBinding.Level", format!("'{other}' is not one of to, cc")));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn role(form: &FormFields) -> ApiResult<Option<RoleSid>> {
@@ -88,12 +112,13 @@ pub(crate) async fn list(State(state): State<AppState>, scope: Scope, query: Lis
 
 /// POST /v1/Conversations/{ConversationSid}/Participants
 pub(crate) async fn create(State(state): State<AppState>, scope: Scope, form: FormFields) -> ApiResult<Response> {
-    let kind = participant_kind(
+    let mut kind = participant_kind(
         form.get("Identity"),
         form.get("MessagingBinding.Address"),
         form.get("MessagingBinding.ProxyAddress"),
         form.get("MessagingBinding.ProjectedAddress"),
     )?;
+    email_extras(&form, &mut kind)?;
     let add = AddParticipant {
         kind,
         attributes: attributes(&form)?,
