@@ -401,6 +401,8 @@ impl Client {
             this: this.clone(),
             transport: OnceLock::new(),
             rest_base,
+            token: Mutex::new(options.token.clone()),
+            http: reqwest::Client::new(),
             session: Mutex::new(Session::default()),
             cache: Mutex::new(Cache::default()),
             events: Mutex::new(Some(Arc::new(ReplayEventEmitter::new()))),
@@ -522,6 +524,7 @@ impl Client {
             }
         }
         transport.set_token(token.to_string());
+        *lock(&self.inner.token) = token.to_string();
         Ok(())
     }
 
@@ -690,6 +693,9 @@ pub(crate) struct ClientInner {
     this: Weak<ClientInner>,
     transport: OnceLock<Transport>,
     rest_base: String,
+    /// The access token in use, for HTTP requests (media) beside the realtime connection.
+    token: Mutex<String>,
+    http: reqwest::Client,
     session: Mutex<Session>,
     cache: Mutex<Cache>,
     events: Mutex<Option<Arc<ClientEmitter>>>,
@@ -720,6 +726,30 @@ impl ClientInner {
 
     pub(crate) fn rest_base(&self) -> &str {
         &self.rest_base
+    }
+
+    /// Sends an HTTP request to the server's REST API as the user (access token in `X-Twilio-Token`) and
+    /// reads the JSON answer; Twilio-format errors become [`ClientError::Server`].
+    pub(crate) async fn rest(
+        &self,
+        request: impl FnOnce(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<Value> {
+        let token = lock(&self.token).clone();
+        let response = request(&self.http, &self.rest_base)
+            .header("X-Twilio-Token", token)
+            .send()
+            .await
+            .map_err(|_| ClientError::TransportUnavailable)?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        Err(ClientError::Server {
+            code: body["code"].as_u64().unwrap_or(u64::from(status)) as u32,
+            message: body["message"].as_str().unwrap_or("request failed").to_string(),
+            status,
+        })
     }
 
     pub(crate) fn my_identity(&self) -> Option<String> {

@@ -963,8 +963,8 @@ impl Conversation {
     /// reconnecting with the same idempotency key, so it is stored exactly once.
     ///
     /// # Errors
-    /// [`ClientError::Unsupported`] for media (upload is not available yet); [`ClientError::InvalidArgument`]
-    /// for an empty email subject; [`ClientError::Server`] when the user may not send.
+    /// [`ClientError::InvalidArgument`] for an empty email subject or media without a content type;
+    /// [`ClientError::Server`] when the user may not send or the server refuses the media.
     pub async fn send_message(
         &self,
         message: impl Into<MessageContent>,
@@ -975,14 +975,14 @@ impl Conversation {
         if subject.as_deref() == Some("") {
             return Err(ClientError::InvalidArgument("the email subject must not be empty".into()));
         }
-        let body = match message.into() {
-            MessageContent::Text(text) => text,
-            MessageContent::None => String::new(),
+        let (body, media_sids) = match message.into() {
+            MessageContent::Text(text) => (text, Vec::new()),
+            MessageContent::None => (String::new(), Vec::new()),
             MessageContent::Media(media) => {
                 if media.content_type.is_empty() {
                     return Err(ClientError::InvalidArgument("media needs a content type".into()));
                 }
-                return Err(ClientError::Unsupported("media upload is not available yet".into()));
+                (String::new(), vec![crate::message::upload(&self.client, "media", &media).await?])
             }
         };
         let params = SendMessageParams {
@@ -990,7 +990,7 @@ impl Conversation {
             body: Some(body),
             attributes: Some(attributes_text(&attributes.unwrap_or_else(empty_object))),
             subject,
-            media_sids: Vec::new(),
+            media_sids,
             idempotency_key: Some(crate::util::random_key()),
         };
         crate::message::send(&self.client, params).await

@@ -417,6 +417,53 @@ impl Message {
         Ok(page.items.into_iter().map(DetailedDeliveryReceipt::from_info).collect())
     }
 
+    /// Download URLs, valid for a few minutes, for every attached media item (by `ME…` SID).
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] when the caller may not read them.
+    pub async fn get_temporary_content_urls_for_attached_media(
+        &self,
+    ) -> Result<std::collections::HashMap<String, String>> {
+        let sids: Vec<String> = self.data.media.iter().filter_map(|m| m.sid.clone()).collect();
+        temporary_urls(&self.client, &sids).await
+    }
+
+    /// Download URLs, valid for a few minutes, for the given media SIDs of this message.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidArgument`] for a SID that is not attached to this message.
+    pub async fn get_temporary_content_urls_for_media_sids(
+        &self,
+        sids: &[String],
+    ) -> Result<std::collections::HashMap<String, String>> {
+        if let Some(stranger) = sids.iter().find(|s| !self.data.media.iter().any(|m| m.sid.as_ref() == Some(*s))) {
+            return Err(ClientError::InvalidArgument(format!("media {stranger} is not attached to this message")));
+        }
+        temporary_urls(&self.client, sids).await
+    }
+
+    /// The attached media of the given categories (`media`, `body`, `history`).
+    pub fn get_media_by_categories(&self, categories: &[&str]) -> Vec<&Media> {
+        self.data.media.iter().filter(|m| m.category.as_deref().is_some_and(|c| categories.contains(&c))).collect()
+    }
+
+    /// The email body of a content type (`text/plain` when `None`), if the message has one.
+    pub fn get_email_body(&self, content_type: Option<&str>) -> Option<&Media> {
+        self.email_part("body", content_type.unwrap_or("text/plain"))
+    }
+
+    /// The email history of a content type (`text/plain` when `None`), if the message has one.
+    pub fn get_email_history(&self, content_type: Option<&str>) -> Option<&Media> {
+        self.email_part("history", content_type.unwrap_or("text/plain"))
+    }
+
+    fn email_part(&self, category: &str, content_type: &str) -> Option<&Media> {
+        self.data.media.iter().find(|m| {
+            m.category.as_deref() == Some(category)
+                && m.content_type.as_deref().is_some_and(|t| t.split(';').next() == Some(content_type))
+        })
+    }
+
     /// The author's participant: by participant SID, then by identity.
     ///
     /// # Errors
@@ -703,22 +750,67 @@ impl UnsentMessage {
     /// Sends the message; resolves to its index.
     ///
     /// # Errors
-    /// [`ClientError::Unsupported`] when it carries media or email parts (media upload is not available yet);
-    /// [`ClientError::Server`] when the server refuses it.
+    /// [`ClientError::Server`] when the server refuses an upload (too large, a content type it does not allow)
+    /// or the message.
     pub async fn send(&self) -> Result<i64> {
-        if !self.media.is_empty() || !self.email_bodies.is_empty() || !self.email_histories.is_empty() {
-            return Err(ClientError::Unsupported("media upload is not available yet".into()));
+        // Uploaded one after another, as Twilio's SDK does, so the message lists them in order.
+        let client = &self.conversation.client;
+        let mut media_sids = Vec::new();
+        let parts = self
+            .media
+            .iter()
+            .map(|m| ("media", m))
+            .chain(self.email_bodies.iter().map(|(_, m)| ("body", m)))
+            .chain(self.email_histories.iter().map(|(_, m)| ("history", m)));
+        for (category, media) in parts {
+            media_sids.push(upload(client, category, media).await?);
         }
         let params = SendMessageParams {
             conversation: self.conversation.sid().to_string(),
             body: Some(self.body.clone().unwrap_or_default()),
             attributes: Some(attributes_text(&self.attributes)),
             subject: self.subject.clone(),
-            media_sids: Vec::new(),
+            media_sids,
             idempotency_key: Some(self.idempotency_key.clone()),
         };
         send(&self.conversation.client, params).await
     }
+}
+
+/// Uploads one media item; returns its `ME…` SID.
+pub(crate) async fn upload(client: &Arc<ClientInner>, category: &str, media: &MediaContent) -> Result<String> {
+    let mut query = vec![("Category", category.to_string())];
+    if let Some(name) = &media.filename {
+        query.push(("Filename", name.clone()));
+    }
+    let uploaded = client
+        .rest(|http, base| {
+            http.post(format!("{base}/v1/Media"))
+                .query(&query)
+                .header("Content-Type", media.content_type.clone())
+                .body(media.data.clone())
+        })
+        .await?;
+    uploaded["sid"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| ClientError::Protocol("the upload answer has no media SID".into()))
+}
+
+/// Short-lived URLs to download media without credentials, by SID.
+pub(crate) async fn temporary_urls(
+    client: &Arc<ClientInner>,
+    sids: &[String],
+) -> Result<std::collections::HashMap<String, String>> {
+    let mut urls = std::collections::HashMap::new();
+    for sid in sids {
+        let found = client.rest(|http, base| http.get(format!("{base}/v1/Media/{sid}"))).await?;
+        let url = found["links"]["content_direct_temporary"]
+            .as_str()
+            .ok_or_else(|| ClientError::Protocol("the media answer has no content URL".into()))?;
+        urls.insert(sid.clone(), url.to_string());
+    }
+    Ok(urls)
 }
 
 /// Sends a message, retrying across reconnects with the same idempotency key; returns its index.

@@ -35,6 +35,9 @@ pub enum Error {
     /// An input value is malformed or out of range.
     #[error("{0}")]
     Invalid(#[from] InvalidInput),
+    /// A media item is larger than the per-item limit (in MB).
+    #[error("the media is larger than the limit of {0} MB")]
+    MediaTooLarge(u32),
     /// A pre-event webhook refused the action.
     #[error("the action was rejected by a pre-event webhook: {0}")]
     RejectedByWebhook(String),

@@ -243,7 +243,7 @@ pub fn message_info(m: &Message) -> realtime::MessageInfo {
         attributes: m.attributes.as_str().to_string(),
         participant_sid: m.participant_sid.as_ref().map(|p| p.to_string()),
         content_sid: m.content_sid.clone(),
-        media: Vec::new(),
+        media: m.media.clone(),
         delivery: m.delivery.map(|d| d.aggregate()),
         date_created: rfc3339(m.date_created),
         date_updated: m.date_updated.map(rfc3339),

@@ -19,6 +19,7 @@ pub mod error;
 pub mod event;
 pub mod feed;
 pub mod input;
+pub mod media;
 pub mod model;
 pub mod routing;
 pub mod service;

@@ -251,6 +251,8 @@ pub struct Message {
     pub participant_sid: Option<ParticipantSid>,
     /// Content template, if any.
     pub content_sid: Option<String>,
+    /// Attached media descriptors (`{sid, content_type, filename, size, category}`).
+    pub media: Vec<serde_json::Value>,
     /// Receipts of its delivery to non-chat participants, when it has any.
     pub delivery: Option<crate::channel::DeliveryCounts>,
     /// Sent at.

@@ -115,6 +115,8 @@ pub struct PostMessage {
     pub date_updated: Option<OffsetDateTime>,
     /// Retries with the same key return the first message instead of storing another.
     pub idempotency_key: Option<String>,
+    /// Uploaded media to attach.
+    pub media: Vec<palaver_api::sid::MediaSid>,
 }
 
 /// A new user as the caller describes it.
@@ -730,6 +732,14 @@ impl Palaver {
         {
             return Err(InvalidInput::new("Subject", format!("is limited to {MAX_SUBJECT_CHARS} characters")).into());
         }
+        let limits = crate::media::MediaLimits::default();
+        if post.media.len() > limits.count as usize {
+            return Err(InvalidInput::new(
+                "MediaSid",
+                format!("too many media attachments in the message ({} > {})", post.media.len(), limits.count),
+            )
+            .into());
+        }
         let now = self.now();
         let new = NewMessage {
             sid: MessageSid::generate(),
@@ -741,6 +751,8 @@ impl Palaver {
             date_created: post.date_created.unwrap_or(now),
             date_updated: post.date_updated,
             idempotency_key: post.idempotency_key,
+            media: post.media,
+            max_media_bytes: limits.total_bytes(),
             now,
         };
         self.store.add_message(service, conv, new, &self.origin).await
@@ -1049,6 +1061,46 @@ impl Palaver {
     /// When it does not exist.
     pub async fn delete_api_key(&self, sid: &ApiKeySid) -> Result<()> {
         self.store.delete_api_key(sid).await
+    }
+
+    /// Records an upload whose bytes the caller stored under `sha256`.
+    ///
+    /// # Errors
+    /// When the service does not exist, the content type is not allowed for the category, or the file is
+    /// larger than the per-item limit.
+    pub async fn record_upload(
+        &self,
+        service: &ServiceSid,
+        upload: crate::media::Upload,
+    ) -> Result<crate::media::Media> {
+        let limits = crate::media::MediaLimits::default();
+        limits.check_upload(upload.category, &upload.content_type)?;
+        if upload.size > limits.item_bytes() {
+            return Err(Error::MediaTooLarge(limits.item_mb));
+        }
+        self.store.get_service(service).await?;
+        let media = crate::media::Media {
+            sid: palaver_api::sid::MediaSid::generate(),
+            service_sid: service.clone(),
+            content_type: upload.content_type,
+            filename: upload.filename,
+            size: upload.size,
+            sha256: upload.sha256,
+            author: upload.author,
+            category: upload.category,
+            message_sid: None,
+            conversation_sid: None,
+            date_created: self.now(),
+        };
+        self.store.create_media(media).await
+    }
+
+    /// One uploaded file.
+    ///
+    /// # Errors
+    /// When it does not exist in the service.
+    pub async fn media(&self, service: &ServiceSid, sid: &palaver_api::sid::MediaSid) -> Result<crate::media::Media> {
+        self.store.get_media(service, sid).await
     }
 
     /// The account's or a service's webhook settings.

@@ -282,6 +282,10 @@ pub struct NewMessage {
     pub date_created: OffsetDateTime,
     /// A key unique per logical send; a second send with the same key returns the first message.
     pub idempotency_key: Option<String>,
+    /// Uploaded media to attach; each must exist in the service and not be attached yet.
+    pub media: Vec<palaver_api::sid::MediaSid>,
+    /// The most bytes all attached media may have together.
+    pub max_media_bytes: u64,
     /// Edited at.
     pub date_updated: Option<OffsetDateTime>,
     /// The time of the request, which re-arms the conversation's timers.
@@ -694,6 +698,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         address: &str,
         our_address: &str,
     ) -> Result<Option<(ServiceSid, ConversationSid)>>;
+
+    /// Records an uploaded file (its bytes are already stored under its hash).
+    async fn create_media(&self, media: crate::media::Media) -> Result<crate::media::Media>;
+    /// One uploaded file, whatever its service (for signed content URLs).
+    async fn find_media(&self, sid: &palaver_api::sid::MediaSid) -> Result<crate::media::Media>;
+    /// One uploaded file of a service.
+    async fn get_media(&self, service: &ServiceSid, sid: &palaver_api::sid::MediaSid) -> Result<crate::media::Media>;
 
     /// Stores a new address configuration (409 when the address already has one).
     async fn create_address_configuration(&self, config: AddressConfiguration) -> Result<AddressConfiguration>;

@@ -1,6 +1,7 @@
 //! HTTP Basic authentication: the account SID with its auth token, or an API key SID with its secret.
 
 use axum::extract::{Request, State};
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -12,12 +13,8 @@ use crate::AppState;
 use crate::error::ApiError;
 
 /// Compares secrets without an early exit, so response time does not reveal how much of a guess was right.
-fn same_secret(a: &str, b: &str) -> bool {
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn denied() -> ApiError {
-    ApiError::new(ErrorCode::AuthenticationFailed, "Authentication Error - invalid username or password")
 }
 
 /// Rejects requests without valid credentials.
@@ -26,13 +23,24 @@ pub(crate) async fn require_basic_auth(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let header = request.headers().get(AUTHORIZATION).and_then(|h| h.to_str().ok()).ok_or_else(denied)?;
-    let encoded = header.strip_prefix("Basic ").ok_or_else(denied)?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| denied())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| denied())?;
-    let (user, password) = decoded.split_once(':').ok_or_else(denied)?;
+    if !basic_credentials_valid(&state, request.headers()).await? {
+        return Err(denied());
+    }
+    Ok(next.run(request).await)
+}
+
+/// Whether the request carries valid Basic credentials (account or API key).
+///
+/// # Errors
+/// When the store fails while looking up an API key.
+pub(crate) async fn basic_credentials_valid(state: &AppState, headers: &HeaderMap) -> Result<bool, ApiError> {
+    let Some(header) = headers.get(AUTHORIZATION).and_then(|h| h.to_str().ok()) else { return Ok(false) };
+    let Some(encoded) = header.strip_prefix("Basic ") else { return Ok(false) };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else { return Ok(false) };
+    let Ok(decoded) = String::from_utf8(decoded) else { return Ok(false) };
+    let Some((user, password)) = decoded.split_once(':') else { return Ok(false) };
     let credentials = &state.credentials;
-    let accepted = if user == credentials.account_sid.as_str() {
+    Ok(if user == credentials.account_sid.as_str() {
         same_secret(password, &credentials.auth_token)
     } else if let Ok(key_sid) = ApiKeySid::parse(user) {
         match state.palaver.api_key(&key_sid).await {
@@ -42,9 +50,10 @@ pub(crate) async fn require_basic_auth(
         }
     } else {
         false
-    };
-    if !accepted {
-        return Err(denied());
-    }
-    Ok(next.run(request).await)
+    })
+}
+
+/// The 401 answer.
+pub(crate) fn denied() -> ApiError {
+    ApiError::new(ErrorCode::AuthenticationFailed, "Authentication Error - invalid username or password")
 }

@@ -71,6 +71,7 @@ impl From<Error> for ApiError {
             Error::LimitExceeded(Limit::ParticipantsPerRequest(_)) => ErrorCode::TooManyParticipantsInRequest,
             Error::LimitExceeded(Limit::ScopedWebhooks(_)) => ErrorCode::InvalidParameter,
             Error::RejectedByWebhook(_) => ErrorCode::Forbidden,
+            Error::MediaTooLarge(_) => ErrorCode::MediaTooLarge,
             Error::Invalid(invalid) => return invalid.clone().into(),
             Error::Storage(detail) => {
                 tracing::error!(%detail, "storage failure");

@@ -15,6 +15,7 @@ pub mod error;
 mod form;
 mod gateway;
 mod http;
+pub mod media;
 mod paging;
 mod resources;
 mod scope;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub realtime: RealtimeLimits,
     /// How non-chat participants are reached.
     pub channels: Arc<channels::ChannelSettings>,
+    /// Where media bytes live.
+    pub media: media::MediaStore,
 }
 
 /// How much a realtime connection may buffer for a client, and for how long a full buffer may wait.
@@ -94,6 +97,8 @@ pub async fn open_embedded(
         shutdown: Arc::new(tokio::sync::watch::channel(false).0),
         realtime: RealtimeLimits::default(),
         channels: Arc::new(channels::ChannelSettings::default()),
+        media: media::MediaStore::local(&data_dir.join("media"))
+            .map_err(|e| palaver_core::Error::Storage(format!("cannot open the media directory: {e}")))?,
     })
 }
 

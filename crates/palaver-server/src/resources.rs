@@ -99,7 +99,7 @@ pub(crate) fn message(scope: &Scope, account: &str, m: Message) -> MessageResour
         index: m.index,
         author: Some(m.author),
         body: m.body,
-        media: None,
+        media: (!m.media.is_empty()).then_some(m.media),
         attributes: m.attributes.as_str().to_string(),
         participant_sid: m.participant_sid.map(|p| p.to_string()),
         date_created: date(m.date_created),

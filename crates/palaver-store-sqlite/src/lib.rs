@@ -9,6 +9,7 @@
 //! and never wait behind writes (WAL).
 
 mod channels;
+mod media;
 mod rows;
 mod schema;
 
@@ -1439,6 +1440,14 @@ impl Store for SqliteStore {
                 tx.execute_cached("INSERT INTO message_keys(conversation_id, key, message_sid) VALUES (?1, ?2, ?3)", params![conv_id, key, new.sid.as_str()])
                     .map_err(storage)?;
             }
+            if !new.media.is_empty() {
+                let descriptors = media::attach(tx, &current, &new.sid, &new.media, new.max_media_bytes)?;
+                tx.execute_cached(
+                    "UPDATE messages SET media = ?1 WHERE conversation_id = ?2 AND idx = ?3",
+                    params![serde_json::Value::Array(descriptors).to_string(), conv_id, index],
+                )
+                .map_err(storage)?;
+            }
             if current.participants_count > 0
                 && let Some(counts) = channels::create_receipts(tx, conv_id, &current, &new.sid, participant_sid.as_deref(), new.now)?
             {
@@ -2402,6 +2411,24 @@ impl Store for SqliteStore {
                 ))
             })
             .transpose()
+    }
+
+    async fn create_media(&self, new: palaver_core::media::Media) -> Result<palaver_core::media::Media> {
+        self.write(move |tx| media::create(tx, &new)).await
+    }
+
+    async fn find_media(&self, sid: &palaver_api::sid::MediaSid) -> Result<palaver_core::media::Media> {
+        let sid = sid.clone();
+        self.read(move |tx| media::find(tx, &sid)).await
+    }
+
+    async fn get_media(
+        &self,
+        service: &ServiceSid,
+        sid: &palaver_api::sid::MediaSid,
+    ) -> Result<palaver_core::media::Media> {
+        let (service, sid) = (service.clone(), sid.clone());
+        self.read(move |tx| media::get(tx, &service, &sid)).await
     }
 
     async fn create_address_configuration(&self, config: AddressConfiguration) -> Result<AddressConfiguration> {

@@ -137,8 +137,7 @@ pub(crate) fn participant(row: &Row<'_>, at: usize) -> rusqlite::Result<(i64, Pa
 }
 
 /// Columns of a message row, in the order [`message`] reads them.
-pub(crate) const MESSAGE_COLUMNS: &str =
-    "idx, sid, author, body, subject, attributes, participant_sid, content_sid, date_created, date_updated, delivery";
+pub(crate) const MESSAGE_COLUMNS: &str = "idx, sid, author, body, subject, attributes, participant_sid, content_sid, date_created, date_updated, delivery, media";
 
 /// Reads a message of the given conversation.
 pub(crate) fn message(row: &Row<'_>, conv: &Conversation) -> rusqlite::Result<Message> {
@@ -156,6 +155,10 @@ pub(crate) fn message(row: &Row<'_>, conv: &Conversation) -> rusqlite::Result<Me
         date_created: time_col(row, 8)?,
         date_updated: opt_time_col(row, 9)?,
         delivery: row.get::<_, Option<String>>(10)?.map(|raw| palaver_core::channel::DeliveryCounts::from_json(&raw)),
+        media: row
+            .get::<_, Option<String>>(11)?
+            .and_then(|raw| serde_json::from_str::<Vec<serde_json::Value>>(&raw).ok())
+            .unwrap_or_default(),
     })
 }
 

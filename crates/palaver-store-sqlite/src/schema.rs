@@ -263,4 +263,25 @@ CREATE TABLE address_configurations (
     date_updated INTEGER NOT NULL
 );
 "#,
+    r#"
+-- Uploaded files; the bytes live in the media store under their SHA-256, so one content is stored once.
+CREATE TABLE media (
+    id INTEGER PRIMARY KEY,
+    sid TEXT NOT NULL UNIQUE,
+    service_sid TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    filename TEXT,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    author TEXT,
+    category TEXT NOT NULL,
+    conversation_sid TEXT,
+    message_sid TEXT,
+    date_created INTEGER NOT NULL
+);
+CREATE INDEX media_by_message ON media(message_sid) WHERE message_sid IS NOT NULL;
+
+-- Descriptors of a message's media (JSON array), kept with the message so pages need no extra reads.
+ALTER TABLE messages ADD COLUMN media TEXT;
+"#,
 ];

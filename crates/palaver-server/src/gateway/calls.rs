@@ -29,12 +29,13 @@ fn message_sid(raw: &str) -> ApiResult<MessageSid> {
 
 /// The server's media and email limits, as served to clients.
 pub(super) fn limits() -> realtime::ConversationLimits {
+    let limits = palaver_core::media::MediaLimits::default();
     realtime::ConversationLimits {
-        media_attachments_count_limit: 10,
-        media_attachment_size_limit_in_mb: 16,
-        media_attachments_total_size_limit_in_mb: 32,
-        email_bodies_allowed_content_types: vec!["text/plain".into(), "text/html".into()],
-        email_histories_allowed_content_types: vec!["text/plain".into(), "text/html".into()],
+        media_attachments_count_limit: limits.count,
+        media_attachment_size_limit_in_mb: limits.item_mb,
+        media_attachments_total_size_limit_in_mb: limits.total_mb,
+        email_bodies_allowed_content_types: limits.email_body_types,
+        email_histories_allowed_content_types: limits.email_history_types,
     }
 }
 
@@ -328,9 +329,11 @@ pub(super) async fn handle(connection: &mut Connection, call: Call) -> ApiResult
 }
 
 async fn send_message(session: &UserSession, params: SendMessageParams) -> ApiResult<Value> {
-    if !params.media_sids.is_empty() {
-        return Err(ApiError::invalid("media_sids", "no media with these SIDs exists"));
-    }
+    let media = params
+        .media_sids
+        .iter()
+        .map(|raw| palaver_api::sid::MediaSid::parse(raw).map_err(|e| ApiError::invalid("media_sids", e)))
+        .collect::<ApiResult<Vec<_>>>()?;
     if let Some(key) = &params.idempotency_key
         && (key.is_empty() || key.len() > 128)
     {
@@ -342,6 +345,7 @@ async fn send_message(session: &UserSession, params: SendMessageParams) -> ApiRe
         attributes: attributes(params.attributes, MAX_SMALL_ATTRIBUTES_BYTES)?,
         // Keys are per user: two users cannot collide, and nobody can replay someone else's send.
         idempotency_key: params.idempotency_key.map(|k| format!("{}\u{1f}{k}", session.identity())),
+        media,
         ..PostMessage::default()
     };
     ok(message_info(&session.send_message(&ConversationRef::parse(&params.conversation), post).await?))

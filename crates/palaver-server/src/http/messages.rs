@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use palaver_api::sid::{ContentSid, MessageSid};
+use palaver_api::sid::{ContentSid, MediaSid, MessageSid};
 use palaver_core::input::*;
 use palaver_core::service::PostMessage;
 use palaver_core::store::{ConversationRef, MessagePatch};
@@ -51,15 +51,17 @@ pub(crate) async fn list(State(state): State<AppState>, scope: Scope, query: Lis
 
 /// POST /v1/Conversations/{ConversationSid}/Messages
 pub(crate) async fn create(State(state): State<AppState>, scope: Scope, form: FormFields) -> ApiResult<Response> {
-    if let Some(media) = form.get("MediaSid") {
-        return Err(ApiError::invalid("MediaSid", format!("no media with SID '{media}' exists")));
-    }
+    let media = form
+        .all("MediaSid")
+        .iter()
+        .map(|raw| MediaSid::parse(raw).map_err(|e| ApiError::invalid("MediaSid", e)))
+        .collect::<ApiResult<Vec<_>>>()?;
     let content_sid = form
         .get("ContentSid")
         .map(|raw| ContentSid::parse(raw).map(|s| s.to_string()).map_err(|e| ApiError::invalid("ContentSid", e)))
         .transpose()?;
     let body = form.get("Body").map(str::to_string);
-    if body.is_none() && content_sid.is_none() {
+    if body.is_none() && content_sid.is_none() && media.is_empty() {
         return Err(ApiError::invalid("Body", "a message needs a Body, MediaSid or ContentSid"));
     }
     let post = PostMessage {
@@ -71,6 +73,7 @@ pub(crate) async fn create(State(state): State<AppState>, scope: Scope, form: Fo
         date_created: form.date("DateCreated")?,
         date_updated: form.date("DateUpdated")?,
         idempotency_key: None,
+        media,
     };
     let conv = ConversationRef::parse(scope.param("conversation"));
     let created = scope.palaver.post_message(&scope.service, &conv, post).await?;

@@ -6,6 +6,7 @@
 mod channels;
 mod configuration;
 mod conversations;
+mod media;
 mod messages;
 mod participant_conversations;
 mod participants;
@@ -98,9 +99,22 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/Channels/Messaging/Inbound", post(channels::inbound_messaging))
         .route("/v1/Channels/Messaging/Status", post(channels::messaging_status))
         .route("/v1/Channels/Email/Inbound", post(channels::inbound_email))
+        // Media accept Basic credentials or an access token (X-Twilio-Token), so they check for themselves.
+        .route("/v1/Media", media_upload())
+        .route("/v1/Services/{service}/Media", media_upload())
+        .route("/v1/Media/{media}", get(media::fetch))
+        .route("/v1/Services/{service}/Media/{media}", get(media::fetch))
+        .route("/v1/Media/{media}/Content", get(media::content))
+        .route("/v1/Services/{service}/Media/{media}/Content", get(media::content))
+        .route("/v1/MediaContent/{media}", get(media::signed_content))
         .merge(api)
         .fallback(not_found)
         .with_state(state)
+}
+
+fn media_upload() -> MethodRouter<AppState> {
+    let limit = palaver_core::media::MediaLimits::default().item_bytes() as usize;
+    post(media::upload).layer(axum::extract::DefaultBodyLimit::max(limit))
 }
 
 /// GET /healthz — liveness: answers 200 while the server runs.
