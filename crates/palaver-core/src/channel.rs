@@ -188,8 +188,8 @@ pub struct ChannelJob {
     pub body: Option<String>,
     /// Its subject.
     pub subject: Option<String>,
-    /// Media URLs to attach (MMS / WhatsApp media).
-    pub media_urls: Vec<String>,
+    /// The message's media descriptors (`{sid, content_type, filename, size, category}`).
+    pub media: Vec<Value>,
     /// The recipient's address.
     pub to: String,
     /// The address the recipient writes to (`From` of an SMS).
@@ -245,8 +245,8 @@ pub struct InboundMessage {
     pub body: Option<String>,
     /// Email subject.
     pub subject: Option<String>,
-    /// Media URLs the channel reports.
-    pub media_urls: Vec<String>,
+    /// Media that came with it, already stored (recorded in the conversation's service when routed).
+    pub media: Vec<crate::media::Upload>,
     /// The channel's id for it.
     pub channel_message_sid: Option<String>,
 }

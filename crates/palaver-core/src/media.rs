@@ -144,7 +144,7 @@ impl MediaLimits {
             MediaCategory::Body => &self.email_body_types,
             MediaCategory::History => &self.email_history_types,
         };
-        if allowed.iter().any(|t| *t == base) {
+        if allowed.contains(&base) {
             Ok(())
         } else {
             Err(InvalidInput::new(

@@ -57,10 +57,11 @@ impl Palaver {
             BindingKind::Email => crate::event::Source::Email,
         };
         let acting = self.acting_as(Origin::inbound(source));
-        let post = PostMessage {
+        let post = |media| PostMessage {
             author: Some(from.clone()),
             body: inbound.body.clone(),
             subject: inbound.subject.clone(),
+            media,
             ..PostMessage::default()
         };
         let mut ours = vec![to.clone()];
@@ -69,7 +70,8 @@ impl Palaver {
             if let Some((service, conversation)) =
                 self.store().find_conversation_by_binding(inbound.channel, &from, address).await?
             {
-                let message = acting.post_message(&service, &ConversationRef::Sid(conversation), post).await?;
+                let media = self.record_inbound_media(&service, &inbound.media).await?;
+                let message = acting.post_message(&service, &ConversationRef::Sid(conversation), post(media)).await?;
                 return Ok(Inbound::Routed(message));
             }
         }
@@ -122,8 +124,21 @@ impl Palaver {
             };
             self.create_conversation_webhook(&service, &conv, hook).await?;
         }
-        let message = acting.post_message(&service, &conv, post).await?;
+        let media = self.record_inbound_media(&service, &inbound.media).await?;
+        let message = acting.post_message(&service, &conv, post(media)).await?;
         Ok(Inbound::Created(message))
+    }
+
+    async fn record_inbound_media(
+        &self,
+        service: &ServiceSid,
+        uploads: &[crate::media::Upload],
+    ) -> Result<Vec<palaver_api::sid::MediaSid>> {
+        let mut sids = Vec::with_capacity(uploads.len());
+        for upload in uploads {
+            sids.push(self.record_upload(service, upload.clone()).await?.sid);
+        }
+        Ok(sids)
     }
 
     /// Records what a channel reported about a receipt. `None` when no receipt matches.

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
-use lettre::message::{Mailbox, MessageBuilder};
+use lettre::message::{Attachment, Mailbox, MessageBuilder, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use palaver_api::sid::MediaSid;
 use palaver_core::channel::*;
 use palaver_core::model::BindingKind;
 use palaver_core::{Palaver, Store};
@@ -94,15 +95,17 @@ enum ChannelError {
 struct GatewayClient {
     http: reqwest::Client,
     config: MessagingGatewayConfig,
-    status_callback: Option<String>,
+    /// Where the gateway can reach us: status callbacks and media URLs.
+    public_url: Option<String>,
+    /// Signs media URLs.
+    auth_token: String,
 }
 
 impl GatewayClient {
-    fn new(config: MessagingGatewayConfig, public_url: Option<&str>) -> Self {
+    fn new(config: MessagingGatewayConfig, public_url: Option<&str>, auth_token: &str) -> Self {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap_or_default();
-        let status_callback =
-            public_url.map(|base| format!("{}/v1/Channels/Messaging/Status", base.trim_end_matches('/')));
-        Self { http, config, status_callback }
+        let public_url = public_url.map(|base| base.trim_end_matches('/').to_string());
+        Self { http, config, public_url, auth_token: auth_token.to_string() }
     }
 
     /// Posts one message; returns the gateway's id for it (`SM…`).
@@ -113,14 +116,22 @@ impl GatewayClient {
         })?;
         let mut form: Vec<(&str, String)> = vec![("To", job.to.clone()), ("From", from)];
         let body = job.body.clone().unwrap_or_default();
-        if !body.is_empty() || job.media_urls.is_empty() {
+        let attachments: Vec<&str> = job
+            .media
+            .iter()
+            .filter(|m| m["category"].as_str().is_none_or(|c| c == "media"))
+            .filter_map(|m| m["sid"].as_str())
+            .collect();
+        if !body.is_empty() || attachments.is_empty() {
             form.push(("Body", body));
         }
-        for url in &job.media_urls {
-            form.push(("MediaUrl", url.clone()));
-        }
-        if let Some(callback) = &self.status_callback {
-            form.push(("StatusCallback", callback.clone()));
+        if let Some(base) = &self.public_url {
+            // Signed URLs the gateway fetches the files from (valid for a few minutes, long enough to send).
+            let now = OffsetDateTime::now_utc();
+            for sid in attachments {
+                form.push(("MediaUrl", crate::media::signed_content_url(base, &self.auth_token, sid, now)));
+            }
+            form.push(("StatusCallback", format!("{base}/v1/Channels/Messaging/Status")));
         }
         let url = format!(
             "{}/2010-04-01/Accounts/{}/Messages.json",
@@ -157,6 +168,8 @@ impl GatewayClient {
 struct MailClient {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     default_from: Option<String>,
+    /// Where attachments' bytes are read from.
+    files: Option<(Arc<dyn Store>, crate::media::MediaStore)>,
 }
 
 impl std::fmt::Debug for MailClient {
@@ -171,7 +184,7 @@ impl MailClient {
             .map_err(|e| format!("invalid SMTP URL '{}': {e}", config.url))?
             .timeout(Some(Duration::from_secs(20)))
             .build();
-        Ok(Self { transport, default_from: config.default_from.clone() })
+        Ok(Self { transport, default_from: config.default_from.clone(), files: None })
     }
 
     /// Sends one email for a message to all of its email recipients (`to` and `cc` levels); returns its
@@ -212,8 +225,7 @@ impl MailClient {
             builder = if job.level.as_deref() == Some("cc") { builder.cc(recipient) } else { builder.to(recipient) };
         }
         let email = builder
-            .header(ContentType::TEXT_PLAIN)
-            .body(first.body.clone().unwrap_or_default())
+            .multipart(self.content(first).await?)
             .map_err(|e| ChannelError::Permanent { code: None, message: format!("cannot build the email: {e}") })?;
         match self.transport.send(email).await {
             Ok(_) => Ok(message_id),
@@ -223,19 +235,65 @@ impl MailClient {
     }
 }
 
+impl MailClient {
+    /// The email's parts: the text (and an HTML body when the message has one), then the attachments.
+    async fn content(&self, job: &ChannelJob) -> Result<MultiPart, ChannelError> {
+        let mut text = SinglePart::plain(job.body.clone().unwrap_or_default());
+        let mut html = None;
+        let mut attachments = Vec::new();
+        for descriptor in &job.media {
+            let Some(sid) = descriptor["sid"].as_str().and_then(|s| s.parse::<MediaSid>().ok()) else { continue };
+            let content_type = descriptor["content_type"].as_str().unwrap_or("application/octet-stream");
+            let category = descriptor["category"].as_str().unwrap_or("media");
+            if category == "history" {
+                continue;
+            }
+            let bytes = self.read(&sid).await?;
+            match category {
+                "body" if content_type.starts_with("text/html") => {
+                    html = Some(SinglePart::html(String::from_utf8_lossy(&bytes).into_owned()));
+                }
+                "body" => text = SinglePart::plain(String::from_utf8_lossy(&bytes).into_owned()),
+                _ => {
+                    let name = descriptor["filename"].as_str().unwrap_or("attachment").to_string();
+                    let kind = ContentType::parse(content_type)
+                        .unwrap_or_else(|_| ContentType::parse("application/octet-stream").expect("a valid type"));
+                    attachments.push(Attachment::new(name).body(bytes.to_vec(), kind));
+                }
+            }
+        }
+        let body = match html {
+            Some(html) => MultiPart::alternative().singlepart(text).singlepart(html),
+            None => MultiPart::mixed().singlepart(text),
+        };
+        Ok(attachments.into_iter().fold(MultiPart::mixed().multipart(body), MultiPart::singlepart))
+    }
+
+    async fn read(&self, sid: &MediaSid) -> Result<bytes::Bytes, ChannelError> {
+        let Some((store, files)) = &self.files else {
+            return Err(ChannelError::Permanent { code: None, message: "no media store".into() });
+        };
+        let media = store.find_media(sid).await.map_err(|e| ChannelError::Transient(e.to_string()))?;
+        files.get(&media.sha256).await.map_err(|e| ChannelError::Transient(e.to_string()))
+    }
+}
+
 /// Sends queued receipts on the enabled channels until `shutdown` completes.
 pub async fn run_channel_dispatcher(
     palaver: Palaver,
     settings: ChannelSettings,
+    media: crate::media::MediaStore,
+    auth_token: String,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let channels = settings.enabled();
     if channels.is_empty() {
         return;
     }
-    let gateway = settings.messaging_gateway.clone().map(|c| GatewayClient::new(c, settings.public_url.as_deref()));
+    let gateway =
+        settings.messaging_gateway.clone().map(|c| GatewayClient::new(c, settings.public_url.as_deref(), &auth_token));
     let mail = match settings.smtp.as_ref().map(MailClient::new).transpose() {
-        Ok(mail) => mail,
+        Ok(mail) => mail.map(|mail| MailClient { files: Some((palaver.store().clone(), media)), ..mail }),
         Err(err) => {
             tracing::error!(%err, "email delivery is off");
             None

@@ -144,6 +144,8 @@ pub async fn run(
     let channel_dispatcher = tokio::spawn(channels::run_channel_dispatcher(
         state.palaver.clone(),
         (*state.channels).clone(),
+        state.media.clone(),
+        state.credentials.auth_token.clone(),
         until_stopped(),
     ));
     let app: Router = router(state);

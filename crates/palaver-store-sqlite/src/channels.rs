@@ -94,7 +94,7 @@ pub(crate) fn due_jobs(
     let sql = format!(
         "SELECT r.sid, r.channel, r.attempts, r.conversation_sid, c.friendly_name, c.email_address, c.email_name, \
          r.message_sid, m.author, m.body, m.subject, p.binding_address, p.binding_proxy, p.binding_projected, \
-         p.binding_name, p.binding_level \
+         p.binding_name, p.binding_level, m.media \
          FROM delivery_receipts r \
          JOIN conversations c ON c.id = r.conversation_id \
          JOIN messages m ON m.sid = r.message_sid \
@@ -119,7 +119,10 @@ pub(crate) fn due_jobs(
                 author: r.get(8)?,
                 body: r.get(9)?,
                 subject: r.get(10)?,
-                media_urls: Vec::new(),
+                media: r
+                    .get::<_, Option<String>>(16)?
+                    .and_then(|raw| serde_json::from_str::<Vec<Value>>(&raw).ok())
+                    .unwrap_or_default(),
                 to: r.get(11)?,
                 proxy_address: r.get(12)?,
                 projected_address: r.get(13)?,

@@ -4,8 +4,8 @@ use std::error::Error;
 use std::time::Duration;
 
 use palaver_client::{
-    Client, ConversationEvent, ConversationEventName, CreateConversationOptions, Direction, MessageContent,
-    NotificationLevel, SendEmailOptions,
+    Client, ConversationEvent, ConversationEventName, CreateConversationOptions, Direction, MediaContent,
+    MessageContent, NotificationLevel, SendEmailOptions,
 };
 use serde_json::json;
 
@@ -77,6 +77,24 @@ pub(crate) async fn run(url: &str, token: &str, token2: Option<&str>) -> Result<
     println!("send_message(none, subject) -> {second_index}");
     let built = conversation.prepare_message().set_body("built").set_attributes(json!({"n": 3})).build()?;
     println!("prepare_message().build().send() -> {}", built.send().await?);
+    let with_media = conversation
+        .send_message(MediaContent::new("text/plain", b"hello file".to_vec()).with_filename("hello.txt"), None, None)
+        .await?;
+    println!("send_message(media) -> {with_media}");
+    let email = conversation
+        .prepare_message()
+        .set_body("see attached")
+        .add_media(MediaContent::new("image/png", vec![137, 80, 78, 71]).with_filename("tiny.png"))
+        .set_email_body("text/html", MediaContent::new("text/html", b"<p>see attached</p>".to_vec()))
+        .set_email_history("text/plain", MediaContent::new("text/plain", b"> earlier".to_vec()))
+        .build()?;
+    println!("prepare_message().add_media().set_email_body().set_email_history() -> {}", email.send().await?);
+    let newest = conversation.get_messages(Some(1), None, None).await?;
+    if let Some(message) = newest.items().first() {
+        println!("attached_media -> {:?}", message.attached_media());
+        println!("temporary content URLs -> {:?}", message.get_temporary_content_urls_for_attached_media().await?);
+        println!("get_detailed_delivery_receipts -> {:?}", message.get_detailed_delivery_receipts().await?);
+    }
     println!("get_messages_count -> {}", conversation.get_messages_count().await?);
     let page = conversation.get_messages(Some(2), None, None).await?;
     println!(

@@ -2,7 +2,7 @@
 
 use palaver_client::{
     ClientError, ClientEventName, ConversationEvent, ConversationEventName, ConversationStateKind, ConversationStatus,
-    ConversationUpdateReason, CreateConversationOptions, MediaContent, MessageContent, NotificationLevel,
+    ConversationUpdateReason, CreateConversationOptions, MediaContent, MessageContent, MessageType, NotificationLevel,
     SendEmailOptions,
 };
 use palaver_testkit::TestServer;
@@ -87,10 +87,46 @@ async fn create_find_update_and_delete() {
     let with_subject =
         conversation.send_message(MessageContent::None, None, Some(SendEmailOptions::subject("Hi"))).await.unwrap();
     assert!(with_subject > index);
-    let media = conversation.send_message(MediaContent::new("image/png", vec![1, 2, 3]), None, None).await;
-    assert!(matches!(media, Err(ClientError::Unsupported(_))), "{media:?}");
-    let built = conversation.prepare_message().add_media(MediaContent::new("image/png", vec![0])).build().unwrap();
-    assert!(matches!(built.send().await, Err(ClientError::Unsupported(_))));
+    // Media: uploaded, attached, seen by the other participant and downloadable from a temporary URL.
+    let mut bob_added = Recorder::new(&bobs.events(), ConversationEventName::MessageAdded);
+    let with_media = conversation
+        .send_message(MediaContent::new("image/png", vec![1, 2, 3]).with_filename("dot.png"), None, None)
+        .await
+        .unwrap();
+    let seen = loop {
+        if let ConversationEvent::MessageAdded(m) = bob_added.next().await
+            && m.index() == with_media
+        {
+            break m;
+        }
+    };
+    assert_eq!(seen.message_type(), MessageType::Media);
+    let attached = seen.attached_media();
+    assert_eq!(attached.len(), 1);
+    assert_eq!((attached[0].filename.as_deref(), attached[0].size), (Some("dot.png"), Some(3)));
+    let urls = seen.get_temporary_content_urls_for_attached_media().await.unwrap();
+    let url = urls.get(attached[0].sid.as_deref().unwrap()).unwrap();
+    assert_eq!(reqwest::get(url).await.unwrap().bytes().await.unwrap().as_ref(), [1, 2, 3]);
+    // The builder: attachments plus an HTML email body, in one message.
+    let built = conversation
+        .prepare_message()
+        .set_body("see attached")
+        .add_media(MediaContent::new("text/csv", b"a,b".to_vec()).with_filename("t.csv"))
+        .set_email_body("text/html", MediaContent::new("text/html", b"<b>see attached</b>".to_vec()))
+        .build()
+        .unwrap();
+    let built_index = built.send().await.unwrap();
+    let page = conversation.get_messages(Some(1), None, None).await.unwrap();
+    let sent = &page.items()[0];
+    assert_eq!(sent.index(), built_index);
+    assert_eq!(sent.get_media_by_categories(&["media"]).len(), 1);
+    assert!(sent.get_email_body(Some("text/html")).is_some());
+    assert!(sent.get_email_body(None).is_none(), "no text/plain body was attached");
+    let too_big = conversation
+        .send_message(MediaContent::new("video/mp4", vec![0; 16 * 1024 * 1024 + 1]), None, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(too_big, ClientError::Server { code: 50512, .. }), "{too_big:?}");
     let mut too_many = conversation.prepare_message();
     for _ in 0..=conversation.limits().media_attachments_count_limit {
         too_many = too_many.add_media(MediaContent::new("image/png", vec![0]));

@@ -11,6 +11,7 @@ use palaver_api::ErrorCode;
 use palaver_api::rest::{AddressConfigurationResource, DeliveryReceiptResource};
 use palaver_api::sid::{AddressConfigurationSid, DeliveryReceiptSid, MessageSid, ServiceSid};
 use palaver_core::channel::*;
+use palaver_core::media::{MediaCategory, Upload};
 use palaver_core::model::BindingKind;
 use palaver_core::routing::{CreateAddressConfiguration, Inbound};
 use palaver_core::store::ConversationRef;
@@ -86,9 +87,7 @@ pub(crate) async fn inbound_messaging(
         from_name: form.get("ProfileName").map(str::to_string),
         body: form.get("Body").map(str::to_string),
         subject: None,
-        media_urls: (0..media_count.min(10))
-            .filter_map(|i| form.get(&format!("MediaUrl{i}")).map(str::to_string))
-            .collect(),
+        media: fetch_inbound_media(&state, &form, media_count).await,
         channel_message_sid: form.get("MessageSid").or(form.get("SmsSid")).map(str::to_string),
     };
     route(&state, inbound).await?;
@@ -124,11 +123,55 @@ pub(crate) async fn inbound_email(
         from_name,
         body: field("Text").or_else(|| field("Body")).map(str::to_string),
         subject: field("Subject").map(str::to_string),
-        media_urls: Vec::new(),
+        media: Vec::new(),
         channel_message_sid: field("Message-Id").map(str::to_string),
     };
     let routed = route(&state, inbound).await?;
     Ok(json(StatusCode::OK, routed))
+}
+
+/// Downloads the media an inbound message points at (`MediaUrl0…`, fetched with the gateway's credentials, as
+/// Twilio's media URLs need) into the media store. A media item that cannot be fetched is left out and logged:
+/// the text still gets through.
+async fn fetch_inbound_media(state: &AppState, form: &FormFields, count: usize) -> Vec<Upload> {
+    let limits = palaver_core::media::MediaLimits::default();
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build().unwrap_or_default();
+    let mut uploads = Vec::new();
+    for i in 0..count.min(limits.count as usize) {
+        let Some(url) = form.get(&format!("MediaUrl{i}")) else { continue };
+        let mut request = http.get(url);
+        if let Some(gateway) = &state.channels.messaging_gateway {
+            request = request.basic_auth(&gateway.account_sid, Some(&gateway.auth_token));
+        }
+        let fetched = async {
+            let response =
+                request.send().await.map_err(|e| e.to_string())?.error_for_status().map_err(|e| e.to_string())?;
+            let content_type = form
+                .get(&format!("MediaContentType{i}"))
+                .map(str::to_string)
+                .or_else(|| response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string))
+                .unwrap_or_else(|| "application/octet-stream".into());
+            let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+            if bytes.len() as u64 > limits.item_bytes() {
+                return Err(format!("larger than {} MB", limits.item_mb));
+            }
+            let size = bytes.len() as u64;
+            let sha256 = state.media.put(bytes).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(Upload {
+                content_type,
+                filename: None,
+                size,
+                sha256,
+                author: None,
+                category: MediaCategory::Media,
+            })
+        };
+        match fetched.await {
+            Ok(upload) => uploads.push(upload),
+            Err(err) => tracing::warn!(%url, %err, "could not fetch inbound media"),
+        }
+    }
+    uploads
 }
 
 async fn route(state: &AppState, inbound: InboundMessage) -> ApiResult<serde_json::Value> {

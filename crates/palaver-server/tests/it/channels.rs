@@ -77,6 +77,10 @@ impl Gateway {
         let state = GatewayState { sent: tx, answers: answers.clone() };
         let app = axum::Router::new()
             .route("/2010-04-01/Accounts/{account}/Messages.json", axum::routing::post(accept))
+            .route(
+                "/media/photo.jpg",
+                axum::routing::get(|| async { ([("content-type", "image/jpeg")], b"JPEGDATA".to_vec()) }),
+            )
             .with_state(state);
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { url, sent, answers, http: reqwest::Client::new() }
@@ -338,4 +342,65 @@ async fn without_a_gateway_messages_wait_queued() {
     let (_, receipts) = api.get(&format!("/v1/Conversations/{sid}/Messages/{message_sid}/Receipts")).await;
     assert_eq!(receipts["delivery_receipts"][0]["status"], "queued");
     assert_eq!(api.get(&format!("/v1/Conversations/{sid}/Messages/{message_sid}")).await.1["delivery"]["sent"], "none");
+}
+
+#[tokio::test]
+async fn mms_media_goes_out_as_signed_urls_and_comes_back_stored() {
+    let mut gateway = Gateway::start().await;
+    let api = api_with(&gateway).await;
+    let (sid, _) = sms_conversation(&api).await;
+
+    let upload = api
+        .http
+        .post(format!("{}/v1/Media?Filename=map.png", api.server.url()))
+        .basic_auth(api.server.account_sid(), Some(api.server.auth_token()))
+        .header("Content-Type", "image/png")
+        .body(b"PNGDATA".to_vec())
+        .send()
+        .await
+        .unwrap();
+    let media: Value = upload.json().await.unwrap();
+    api.post(&format!("/v1/Conversations/{sid}/Messages"), &[("MediaSid", media["sid"].as_str().unwrap())]).await;
+    let sent = gateway.next().await;
+    let media_url = sent.field("MediaUrl").expect("the media goes as a URL").to_string();
+    assert!(media_url.starts_with(&format!("{}/v1/MediaContent/", api.server.url())), "{media_url}");
+    // The gateway fetches it without credentials.
+    let fetched = reqwest::get(&media_url).await.unwrap();
+    assert_eq!(fetched.status().as_u16(), 200);
+    assert_eq!(fetched.bytes().await.unwrap().as_ref(), b"PNGDATA");
+
+    // A picture from the phone is fetched from the gateway and stored with the message.
+    let inbound = format!("{}/v1/Channels/Messaging/Inbound", api.server.url());
+    let photo = format!("{}/media/photo.jpg", gateway.url);
+    let (status, _) = gateway
+        .callback(
+            &inbound,
+            &[
+                ("From", CUSTOMER),
+                ("To", OUR_NUMBER),
+                ("Body", ""),
+                ("NumMedia", "1"),
+                ("MediaUrl0", &photo),
+                ("MediaContentType0", "image/jpeg"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, messages) = api.get(&format!("/v1/Conversations/{sid}/Messages?Order=desc&PageSize=1")).await;
+    let stored = &messages["messages"][0];
+    assert_eq!(stored["author"], CUSTOMER);
+    assert_eq!(stored["media"][0]["content_type"], "image/jpeg");
+    assert_eq!(stored["media"][0]["size"], 8);
+    let content = format!("{}/v1/Media/{}/Content", api.server.url(), stored["media"][0]["sid"].as_str().unwrap());
+    let bytes = api
+        .http
+        .get(content)
+        .basic_auth(api.server.account_sid(), Some(api.server.auth_token()))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(bytes.as_ref(), b"JPEGDATA");
 }

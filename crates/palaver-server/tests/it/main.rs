@@ -4,6 +4,7 @@ mod api;
 mod channels;
 mod conversations;
 mod errors;
+mod media;
 mod messages;
 mod participants;
 mod realtime;
