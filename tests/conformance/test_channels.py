@@ -259,3 +259,32 @@ def test_address_configuration_creates_conversations(channels):
     updated = v1.address_configurations(config.sid).update(auto_creation_enabled=False)
     assert updated.auto_creation["enabled"] is False
     assert v1.address_configurations(config.sid).delete() is True
+
+
+def test_media_with_the_twilio_library_and_email_attachments(channels):
+    server, mailbox, _, _ = channels
+    v1 = server.client().conversations.v1
+    uploaded = requests.post(f"{server.url}/v1/Media", params={"Filename": "invoice.pdf"}, data=b"%PDF-1.7 fake",
+                             headers={"Content-Type": "application/pdf"},
+                             auth=(server.account_sid, server.auth_token), timeout=10)
+    assert uploaded.status_code == 201, uploaded.text
+    media = uploaded.json()
+    assert media["sid"].startswith("ME") and media["size"] == len(b"%PDF-1.7 fake")
+
+    conv = v1.conversations.create(friendly_name="Invoices")
+    v1.conversations(conv.sid).participants.create(messaging_binding_address="dora@example.com")
+    message = v1.conversations(conv.sid).messages.create(body="Your invoice", media_sid=media["sid"])
+    assert message.media == [{"sid": media["sid"], "content_type": "application/pdf", "filename": "invoice.pdf",
+                              "size": len(b"%PDF-1.7 fake"), "category": "media"}]
+
+    recipients, email = mailbox.next()
+    assert recipients == ["dora@example.com"]
+    parts = {part.get_content_type(): part for part in email.walk()}
+    assert "Your invoice" in parts["text/plain"].get_payload(decode=True).decode()
+    attachment = parts["application/pdf"]
+    assert attachment.get_filename() == "invoice.pdf"
+    assert attachment.get_payload(decode=True) == b"%PDF-1.7 fake"
+
+    # The signed URL works without credentials.
+    temporary = requests.get(media["links"]["content_direct_temporary"], timeout=10)
+    assert temporary.status_code == 200 and temporary.content == b"%PDF-1.7 fake"

@@ -224,8 +224,12 @@ impl MailClient {
             let recipient = mailbox(job.name.as_deref(), &job.to)?;
             builder = if job.level.as_deref() == Some("cc") { builder.cc(recipient) } else { builder.to(recipient) };
         }
-        let email = builder
-            .multipart(self.content(first).await?)
+        let built = if first.media.is_empty() {
+            builder.singlepart(SinglePart::plain(first.body.clone().unwrap_or_default()))
+        } else {
+            builder.multipart(self.content(first).await?)
+        };
+        let email = built
             .map_err(|e| ChannelError::Permanent { code: None, message: format!("cannot build the email: {e}") })?;
         match self.transport.send(email).await {
             Ok(_) => Ok(message_id),

@@ -47,6 +47,29 @@ impl MediaStore {
         Ok(Self::new(Arc::new(store)))
     }
 
+    /// Media in the object store a URL names: `file:///var/lib/palaver-media`, or (built with the `s3`
+    /// feature) `s3://bucket/prefix`, configured by the usual `AWS_*` variables (`AWS_ENDPOINT` for
+    /// S3-compatible servers such as MinIO).
+    ///
+    /// # Errors
+    /// When the URL is malformed or names a backend this build does not include.
+    pub fn from_url(raw: &str) -> Result<Self, String> {
+        let url = url::Url::parse(raw).map_err(|e| format!("'{raw}' is not a URL: {e}"))?;
+        let options: Vec<(String, String)> = std::env::vars()
+            .filter(|(key, _)| key.starts_with("AWS_"))
+            .map(|(key, value)| (key.to_ascii_lowercase(), value))
+            .collect();
+        if url.scheme() == "file" {
+            std::fs::create_dir_all(url.path()).map_err(|e| format!("cannot create {}: {e}", url.path()))?;
+        }
+        let (store, prefix) = object_store::parse_url_opts(&url, options).map_err(|e| e.to_string())?;
+        let store: Arc<dyn ObjectStore> = Arc::from(store);
+        if prefix.as_ref().is_empty() {
+            return Ok(Self::new(store));
+        }
+        Ok(Self::new(Arc::new(object_store::prefix::PrefixStore::new(store, prefix))))
+    }
+
     fn path(sha256: &str) -> ObjectPath {
         ObjectPath::from(format!("sha256/{}/{sha256}", &sha256[..2.min(sha256.len())]))
     }
@@ -132,6 +155,18 @@ mod tests {
         assert_eq!(a, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
         assert_eq!(store.get(&a).await.unwrap(), Bytes::from_static(b"hello"));
         assert!(matches!(store.get(&"0".repeat(64)).await, Err(MediaStoreError::Missing)));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn stores_open_from_urls() {
+        let dir = tempfile_dir();
+        let store = MediaStore::from_url(&format!("file://{}/nested", dir.display())).unwrap();
+        let sha = store.put(Bytes::from_static(b"by url")).await.unwrap();
+        assert!(dir.join("nested/sha256").join(&sha[..2]).join(&sha).exists());
+        assert_eq!(store.get(&sha).await.unwrap(), Bytes::from_static(b"by url"));
+        assert!(MediaStore::from_url("not a url").is_err());
+        assert!(MediaStore::from_url("gs://bucket/x").is_err(), "backends not built in are refused");
         let _ = std::fs::remove_dir_all(dir);
     }
 

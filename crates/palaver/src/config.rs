@@ -48,6 +48,10 @@ pub(crate) struct ServeArgs {
     /// Email sender for conversations without an email address of their own.
     #[arg(long, env = "PALAVER_EMAIL_FROM")]
     email_from: Option<String>,
+    /// Where media files go: file:///path, or s3://bucket/prefix in builds with the `s3` feature (default: the
+    /// data directory's `media` folder).
+    #[arg(long, env = "PALAVER_MEDIA_STORE_URL")]
+    media_store_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -64,6 +68,7 @@ struct FileConfig {
     messaging_gateway_auth_token: Option<String>,
     smtp_url: Option<String>,
     email_from: Option<String>,
+    media_store_url: Option<String>,
 }
 
 /// The resolved settings.
@@ -75,6 +80,7 @@ pub(crate) struct Settings {
     pub(crate) auth_token: Option<String>,
     pub(crate) domain: palaver_core::service::Settings,
     pub(crate) channels: palaver_server::channels::ChannelSettings,
+    pub(crate) media_store_url: Option<String>,
 }
 
 impl Settings {
@@ -107,6 +113,7 @@ impl Settings {
         };
         Ok(Self {
             channels,
+            media_store_url: args.media_store_url.or(file.media_store_url),
             listen: args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8088".into()),
             data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./palaver-data")),
             account_sid: args.account_sid.or(file.account_sid),

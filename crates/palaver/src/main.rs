@@ -167,6 +167,10 @@ async fn serve(settings: Settings) -> Result<()> {
         .await
         .with_context(|| format!("opening the data directory {}", settings.data_dir.display()))?;
     state.channels = std::sync::Arc::new(settings.channels);
+    if let Some(url) = &settings.media_store_url {
+        state.media =
+            palaver_server::media::MediaStore::from_url(url).map_err(|e| anyhow::anyhow!("the media store: {e}"))?;
+    }
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
