@@ -2,6 +2,7 @@
 
 mod connection;
 mod conversations;
+mod delivery;
 mod horizon;
 mod live;
 mod paging;

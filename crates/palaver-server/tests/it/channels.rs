@@ -147,9 +147,13 @@ async fn sms_conversation(api: &Api) -> (String, String) {
 async fn sms_participants_get_messages_and_receipts_flow_back() {
     let mut gateway = Gateway::start().await;
     let api = api_with(&gateway).await;
+    let mut hooks = crate::webhooks::Receiver::start(api.server.auth_token()).await;
+    let (status, _) = api
+        .post("/v1/Configuration/Webhooks", &[("Filters", "onDeliveryUpdated"), ("PostWebhookUrl", &hooks.url("/d"))])
+        .await;
+    assert_eq!(status, 200);
     let (sid, sms_participant) = sms_conversation(&api).await;
     let (mut alice, _) = Raw::connect(&api, "alice").await;
-    alice.call("subscribe", json!({"conversation": sid})).await.ok();
 
     let sent = alice.call("send_message", json!({"conversation": sid, "body": "hello by sms"})).await.unwrap();
     let request = gateway.next().await;
@@ -197,6 +201,15 @@ async fn sms_participants_get_messages_and_receipts_flow_back() {
         .await;
     assert_eq!(update["data"]["receipt"]["status"], "delivered");
     assert_eq!(update["data"]["sid"], message_sid);
+    // Webhooks hear of both steps: accepted by the gateway, then delivered.
+    for expected in ["sent", "delivered"] {
+        let hit = hooks.next().await;
+        assert_eq!(hit.event_type(), "onDeliveryUpdated");
+        assert_eq!(hit.param("Status"), Some(expected));
+        assert_eq!(hit.param("MessageSid"), Some(message_sid));
+        assert_eq!(hit.param("ChannelMessageSid"), Some(channel_sid.as_str()));
+        assert!(hit.param("DeliverySid").is_some_and(|d| d.starts_with("DY")));
+    }
     // A late `sent` does not move it back.
     gateway.callback(&callback, &[("MessageSid", &channel_sid), ("MessageStatus", "sent")]).await;
     assert_eq!(api.get(&receipts_path).await.1["delivery_receipts"][0]["status"], "delivered");

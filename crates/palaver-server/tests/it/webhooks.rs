@@ -16,18 +16,18 @@ use crate::realtime::{Raw, conversation_with};
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
-struct Hit {
+pub(crate) struct Hit {
     method: Method,
     path: String,
     params: Vec<(String, String)>,
 }
 
 impl Hit {
-    fn param(&self, name: &str) -> Option<&str> {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
-    fn event_type(&self) -> &str {
+    pub(crate) fn event_type(&self) -> &str {
         self.param("EventType").unwrap_or_default()
     }
 }
@@ -42,7 +42,7 @@ struct ReceiverState {
 }
 
 /// An HTTP server standing in for a customer's webhook endpoint.
-struct Receiver {
+pub(crate) struct Receiver {
     base: String,
     hits: mpsc::UnboundedReceiver<Hit>,
     answers: Arc<Mutex<VecDeque<(u16, String)>>>,
@@ -74,7 +74,7 @@ async fn record(
 }
 
 impl Receiver {
-    async fn start(auth_token: &str) -> Self {
+    pub(crate) async fn start(auth_token: &str) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (sender, hits) = mpsc::unbounded_channel();
@@ -90,7 +90,7 @@ impl Receiver {
         Self { base, hits, answers }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -98,7 +98,7 @@ impl Receiver {
         self.answers.lock().unwrap().push_back((status, body.to_string()));
     }
 
-    async fn next(&mut self) -> Hit {
+    pub(crate) async fn next(&mut self) -> Hit {
         tokio::time::timeout(Duration::from_secs(15), self.hits.recv())
             .await
             .expect("a webhook in time")
