@@ -106,6 +106,111 @@ fn encode_cursor(c: Cursor) -> String {
     palaver_api::rest::PageToken { backwards: c.backwards, key: c.key }.encode()
 }
 
+/// Whether a call needs only the user's session, not the connection's own state (subscriptions, token,
+/// delivered positions): such calls may run concurrently with the session's other requests.
+pub(super) fn is_session_call(call: &Call) -> bool {
+    matches!(
+        call,
+        Call::GetParticipants { .. }
+            | Call::UpdateParticipant { .. }
+            | Call::SendMessage(_)
+            | Call::GetMessages(_)
+            | Call::UpdateMessage { .. }
+            | Call::RemoveMessage { .. }
+            | Call::SetReadHorizon { .. }
+            | Call::GetUnreadCount { .. }
+            | Call::SetNotificationLevel { .. }
+            | Call::Typing { .. }
+            | Call::GetCounts { .. }
+            | Call::GetDeliveryReceipts { .. }
+            | Call::GetMessageRecipients { .. }
+            | Call::GetUser { .. }
+            | Call::UpdateUser { .. }
+            | Call::Ping
+    )
+}
+
+/// Handles a call that needs only the session (see [`is_session_call`]).
+pub(super) async fn handle_session_call(session: UserSession, call: Call) -> ApiResult<Value> {
+    match call {
+        Call::Ping => Ok(json!({})),
+        Call::GetParticipants { conversation } => {
+            let items = session
+                .participants(&ConversationRef::parse(&conversation))
+                .await?
+                .iter()
+                .map(participant_info)
+                .collect();
+            ok(realtime::ParticipantList { items })
+        }
+        Call::UpdateParticipant { conversation, participant, attributes: attrs } => {
+            let attrs = Attributes::parse("attributes", &attrs, MAX_SMALL_ATTRIBUTES_BYTES)?;
+            let updated = session
+                .update_participant_attributes(
+                    &ConversationRef::parse(&conversation),
+                    &ParticipantRef::parse(&participant),
+                    attrs,
+                )
+                .await?;
+            ok(participant_info(&updated))
+        }
+        Call::SendMessage(params) => send_message(&session, params).await,
+        Call::GetMessages(params) => get_messages(&session, params).await,
+        Call::UpdateMessage { conversation, message, body, attributes: attrs } => {
+            let updated = session
+                .update_message(
+                    &ConversationRef::parse(&conversation),
+                    &message_sid(&message)?,
+                    body,
+                    attributes(attrs, MAX_SMALL_ATTRIBUTES_BYTES)?,
+                )
+                .await?;
+            ok(message_info(&updated))
+        }
+        Call::RemoveMessage { conversation, message } => {
+            session.remove_message(&ConversationRef::parse(&conversation), &message_sid(&message)?).await?;
+            Ok(json!({}))
+        }
+        Call::SetReadHorizon { conversation, index, advance_only } => {
+            let unread = session.set_read_horizon(&ConversationRef::parse(&conversation), index, advance_only).await?;
+            ok(realtime::UnreadCount { unread_messages_count: unread })
+        }
+        Call::GetUnreadCount { conversation } => {
+            let uc = session.user_conversation(&ConversationRef::parse(&conversation)).await?;
+            ok(realtime::UnreadCount { unread_messages_count: uc.unread_messages_count })
+        }
+        Call::SetNotificationLevel { conversation, level } => {
+            session
+                .set_notification_level(&ConversationRef::parse(&conversation), NotificationLevel::parse(&level)?)
+                .await?;
+            Ok(json!({}))
+        }
+        Call::Typing { conversation } => {
+            session.typing(&ConversationRef::parse(&conversation)).await?;
+            ok(realtime::TypingAck { typing_timeout_ms: session.palaver().typing_timeout().as_millis() as u64 })
+        }
+        Call::GetCounts { conversation } => {
+            let found = session.conversation(&ConversationRef::parse(&conversation)).await?;
+            ok(realtime::Counts {
+                messages_count: found.conversation.messages_count,
+                participants_count: found.conversation.participants_count,
+            })
+        }
+        Call::GetDeliveryReceipts { conversation, message } => {
+            get_delivery_receipts(&session, conversation, message).await
+        }
+        Call::GetMessageRecipients { conversation, message, page_size: size, page_token: token } => {
+            get_recipients(&session, conversation, message, size, token).await
+        }
+        Call::GetUser { identity } => ok(user_info(&session.user(&identity).await?)),
+        Call::UpdateUser { friendly_name, attributes: attrs } => {
+            let name = friendly_name.map(|n| FriendlyName::parse("friendly_name", &n)).transpose()?;
+            ok(user_info(&session.update_me(name, attributes(attrs, MAX_SMALL_ATTRIBUTES_BYTES)?).await?))
+        }
+        _ => Err(ApiError::invalid("method", "this server does not support the method")),
+    }
+}
+
 /// Handles one request.
 pub(super) async fn handle(connection: &mut Connection, call: Call) -> ApiResult<Value> {
     let session = connection.session.clone();
@@ -125,7 +230,6 @@ pub(super) async fn handle(connection: &mut Connection, call: Call) -> ApiResult
             connection.token_renewed(verified);
             ok(realtime::TokenUpdated { token_expires_at: expires })
         }
-        Call::Ping => Ok(json!({})),
         Call::GetMyConversations { page_size: size, page_token: token } => {
             let page = session
                 .my_conversations(PageQuery {
@@ -251,80 +355,7 @@ pub(super) async fn handle(connection: &mut Connection, call: Call) -> ApiResult
                 .await?;
             Ok(json!({}))
         }
-        Call::GetParticipants { conversation } => {
-            let items = session
-                .participants(&ConversationRef::parse(&conversation))
-                .await?
-                .iter()
-                .map(participant_info)
-                .collect();
-            ok(realtime::ParticipantList { items })
-        }
-        Call::UpdateParticipant { conversation, participant, attributes: attrs } => {
-            let attrs = Attributes::parse("attributes", &attrs, MAX_SMALL_ATTRIBUTES_BYTES)?;
-            let updated = session
-                .update_participant_attributes(
-                    &ConversationRef::parse(&conversation),
-                    &ParticipantRef::parse(&participant),
-                    attrs,
-                )
-                .await?;
-            ok(participant_info(&updated))
-        }
-        Call::SendMessage(params) => send_message(&session, params).await,
-        Call::GetMessages(params) => get_messages(&session, params).await,
-        Call::UpdateMessage { conversation, message, body, attributes: attrs } => {
-            let updated = session
-                .update_message(
-                    &ConversationRef::parse(&conversation),
-                    &message_sid(&message)?,
-                    body,
-                    attributes(attrs, MAX_SMALL_ATTRIBUTES_BYTES)?,
-                )
-                .await?;
-            ok(message_info(&updated))
-        }
-        Call::RemoveMessage { conversation, message } => {
-            session.remove_message(&ConversationRef::parse(&conversation), &message_sid(&message)?).await?;
-            Ok(json!({}))
-        }
-        Call::SetReadHorizon { conversation, index, advance_only } => {
-            let unread = session.set_read_horizon(&ConversationRef::parse(&conversation), index, advance_only).await?;
-            ok(realtime::UnreadCount { unread_messages_count: unread })
-        }
-        Call::GetUnreadCount { conversation } => {
-            let uc = session.user_conversation(&ConversationRef::parse(&conversation)).await?;
-            ok(realtime::UnreadCount { unread_messages_count: uc.unread_messages_count })
-        }
-        Call::SetNotificationLevel { conversation, level } => {
-            session
-                .set_notification_level(&ConversationRef::parse(&conversation), NotificationLevel::parse(&level)?)
-                .await?;
-            Ok(json!({}))
-        }
-        Call::Typing { conversation } => {
-            session.typing(&ConversationRef::parse(&conversation)).await?;
-            ok(realtime::TypingAck { typing_timeout_ms: session.palaver().typing_timeout().as_millis() as u64 })
-        }
-        Call::GetCounts { conversation } => {
-            let found = session.conversation(&ConversationRef::parse(&conversation)).await?;
-            ok(realtime::Counts {
-                messages_count: found.conversation.messages_count,
-                participants_count: found.conversation.participants_count,
-            })
-        }
-        Call::GetDeliveryReceipts { conversation, message } => {
-            get_delivery_receipts(&session, conversation, message).await
-        }
-        Call::GetMessageRecipients { conversation, message, page_size: size, page_token: token } => {
-            get_recipients(&session, conversation, message, size, token).await
-        }
-        Call::GetUser { identity } => ok(user_info(&session.user(&identity).await?)),
-        Call::UpdateUser { friendly_name, attributes: attrs } => {
-            let name = friendly_name.map(|n| FriendlyName::parse("friendly_name", &n)).transpose()?;
-            ok(user_info(&session.update_me(name, attributes(attrs, MAX_SMALL_ATTRIBUTES_BYTES)?).await?))
-        }
-        _ => Err(ApiError::invalid("method", "this server does not support the method")),
+        other => handle_session_call(session, other).await,
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use palaver_api::realtime::{
     self, Call, ConnectParams, Connected, Reply, Request, ServerFrame, TypingFrame, UnreadFrame, UserConversationChange,
@@ -225,6 +226,12 @@ pub(super) struct Connection {
     unread_sent: HashMap<String, Option<i64>>,
 }
 
+/// Requests of one session that may run at once; the socket is not read while this many are running.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// A running request: its id and its result.
+type InFlight = std::pin::Pin<Box<dyn std::future::Future<Output = (u64, Result<serde_json::Value, ApiError>)> + Send>>;
+
 /// How often changed unread counts are pushed: counts are exact when sent, and a burst of messages costs one
 /// count per interval instead of one per message.
 const UNREAD_INTERVAL: Duration = Duration::from_millis(100);
@@ -329,6 +336,7 @@ impl Connection {
         let mut last_heard = Instant::now();
         let mut idle_check = tokio::time::interval(Duration::from_secs(5));
         let mut unread_tick = tokio::time::interval(UNREAD_INTERVAL);
+        let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
         unread_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if self.too_slow {
@@ -338,7 +346,12 @@ impl Connection {
             let warn_at = self.token_warning_time();
             let expire_at = self.token_expiry_time();
             tokio::select! {
-                message = stream.next() => {
+                Some((id, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                    if !self.out.reply(id, result).await {
+                        self.too_slow = true;
+                    }
+                }
+                message = stream.next(), if in_flight.len() < MAX_IN_FLIGHT => {
                     let Some(Ok(message)) = message else { return Ending::ClientLeft };
                     last_heard = Instant::now();
                     if let Message::Close(_) = message {
@@ -346,7 +359,21 @@ impl Connection {
                     }
                     let Some(parsed) = parse_request(&message) else { continue };
                     match parsed {
+                        Ok(request) if calls::is_session_call(&request.call) => {
+                            // Runs beside the session's other requests: a client that pipelines gets its
+                            // answers as they complete (each carries its request id).
+                            let session = self.session.clone();
+                            in_flight.push(Box::pin(async move {
+                                (request.id, calls::handle_session_call(session, request.call).await)
+                            }));
+                        }
                         Ok(request) => {
+                            // Calls that change the connection's own state run after everything before them.
+                            while let Some((id, result)) = in_flight.next().await {
+                                if !self.out.reply(id, result).await {
+                                    self.too_slow = true;
+                                }
+                            }
                             let result = Box::pin(calls::handle(self, request.call)).await;
                             if !self.out.reply(request.id, result).await {
                                 self.too_slow = true;

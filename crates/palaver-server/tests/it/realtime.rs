@@ -375,3 +375,36 @@ async fn a_slow_reader_is_cut_off_and_resumes_without_loss() {
     let expected: Vec<i64> = (start + 1..=end).collect();
     assert_eq!(seqs, expected);
 }
+
+#[tokio::test]
+async fn pipelined_requests_all_get_their_own_replies() {
+    let api = Api::start().await;
+    let (mut alice, _) = Raw::connect(&api, "alice").await;
+    let sid = conversation_with(&mut alice, &[]).await;
+    // Forty sends and reads without waiting, then a call that changes the connection's state.
+    for id in 1000..1040u64 {
+        let request = if id % 2 == 0 {
+            json!({"id": id, "method": "send_message", "params": {"conversation": sid, "body": format!("m{id}")}})
+        } else {
+            json!({"id": id, "method": "get_unread_count", "params": {"conversation": sid}})
+        };
+        alice.socket.send(Message::Text(request.to_string().into())).await.unwrap();
+    }
+    alice
+        .socket
+        .send(Message::Text(json!({"id": 2000, "method": "leave", "params": {"conversation": sid}}).to_string().into()))
+        .await
+        .unwrap();
+    let mut replied = Vec::new();
+    while replied.len() < 41 {
+        let frame = alice.wait_for("a reply", |f| f["type"] == "reply").await;
+        assert!(frame.get("error").is_none_or(Value::is_null), "{frame}");
+        replied.push(frame["reply_to"].as_u64().unwrap());
+    }
+    assert_eq!(*replied.last().unwrap(), 2000, "the state-changing call answers after all earlier requests");
+    replied.sort_unstable();
+    let expected: Vec<u64> = (1000..1040).chain([2000]).collect();
+    assert_eq!(replied, expected);
+    let (_, messages) = api.get(&format!("/v1/Conversations/{sid}/Messages?PageSize=100")).await;
+    assert_eq!(messages["messages"].as_array().unwrap().len(), 20);
+}
