@@ -291,41 +291,58 @@ async fn history(target: &Target, w: &Workload) -> Result<Report> {
     let http = reqwest::Client::new();
     let conv = conversation(&http, target, &["historian".to_string()]).await?;
     let fill_rate = fill(target, &conv, "historian", w.messages).await?;
-    let conn = Conn::open(&target.ws_url(), &target.token("historian"), None).await?;
-    let mut out = report("history", json!({"messages": w.messages, "page_size": 30}));
+    // Several readers, each paging through the whole conversation on its own connection: what the server
+    // sustains. The single-reader latency is what one client sees.
+    let readers = w.senders.clamp(1, 16);
+    let mut conns = Vec::new();
+    for _ in 0..readers {
+        conns.push(Conn::open(&target.ws_url(), &target.token("historian"), None).await?);
+    }
+    let mut out = report("history", json!({"messages": w.messages, "page_size": 30, "readers": readers}));
     out.figures.push(("fill messages per second".into(), fill_rate));
     for direction in ["backwards", "forward"] {
-        let bar = progress(w.messages / 30 + 1, direction);
-        let mut anchor: Option<i64> = if direction == "forward" { Some(0) } else { None };
-        let mut pages = 0u64;
-        let mut latency = histogram();
+        let bar = progress((w.messages / 30 + 1) * readers as u64, direction);
         let started = Instant::now();
-        loop {
-            let t = Instant::now();
-            let page = conn
-                .call(
-                    "get_messages",
-                    json!({"conversation": conv, "page_size": 30, "anchor": anchor, "direction": direction}),
-                )
-                .await?;
-            latency.saturating_record(t.elapsed().as_micros() as u64);
-            pages += 1;
-            bar.inc(1);
-            let items = page["items"].as_array().cloned().unwrap_or_default();
-            let (Some(first), Some(last)) = (items.first(), items.last()) else { break };
-            if direction == "backwards" {
-                if page["has_older"] != true {
-                    break;
+        let mut tasks = tokio::task::JoinSet::new();
+        for conn in &conns {
+            let (conn, conv, bar) = (conn.clone(), conv.clone(), bar.clone());
+            tasks.spawn(async move {
+                let mut anchor: Option<i64> = if direction == "forward" { Some(0) } else { None };
+                let mut latency = histogram();
+                loop {
+                    let t = Instant::now();
+                    let page = conn
+                        .call(
+                            "get_messages",
+                            json!({"conversation": conv, "page_size": 30, "anchor": anchor, "direction": direction}),
+                        )
+                        .await?;
+                    latency.saturating_record(t.elapsed().as_micros() as u64);
+                    bar.inc(1);
+                    let items = page["items"].as_array().cloned().unwrap_or_default();
+                    let (Some(first), Some(last)) = (items.first(), items.last()) else { break };
+                    if direction == "backwards" {
+                        if page["has_older"] != true {
+                            break;
+                        }
+                        anchor = Some(first["index"].as_i64().unwrap_or(0) - 1);
+                    } else {
+                        if page["has_newer"] != true {
+                            break;
+                        }
+                        anchor = Some(last["index"].as_i64().unwrap_or(0) + 1);
+                    }
                 }
-                anchor = Some(first["index"].as_i64().unwrap_or(0) - 1);
-            } else {
-                if page["has_newer"] != true {
-                    break;
-                }
-                anchor = Some(last["index"].as_i64().unwrap_or(0) + 1);
-            }
+                Ok::<_, BenchError>(latency)
+            });
+        }
+        let mut latency = histogram();
+        while let Some(joined) = tasks.join_next().await {
+            let reader = joined.map_err(|e| BenchError::Request(e.to_string()))??;
+            latency.add(&reader).map_err(|e| BenchError::Request(e.to_string()))?;
         }
         bar.finish_and_clear();
+        let pages = latency.len();
         out.throughput.push((format!("pages {direction}"), pages as f64 / started.elapsed().as_secs_f64()));
         out.latency.push((format!("page latency {direction}"), Latency::from_micros(&latency)));
     }

@@ -319,7 +319,9 @@ pub async fn run_channel_dispatcher(
         }
         tokio::select! {
             () = &mut shutdown => return,
-            _ = wakeups.recv() => {}
+            _ = wakeups.recv() => {
+                while wakeups.try_recv().is_ok() {}
+            }
             () = tokio::time::sleep(wait) => {}
         }
     }

@@ -213,6 +213,9 @@ pub async fn run_dispatcher(
     };
     let mut saved_cursor = cursor;
     let mut saved_at = Instant::now();
+    // Whether the outbox may hold entries; false once it was seen empty and nothing was added since, so an
+    // idle server does not query it on every event.
+    let mut outbox_pending = true;
     loop {
         match plan(&store, &config, &account_sid, &mut cursor).await {
             Ok(Some(deliveries)) => {
@@ -222,6 +225,7 @@ pub async fn run_dispatcher(
                 } else {
                     saved_cursor = cursor;
                     saved_at = Instant::now();
+                    outbox_pending = true;
                 }
             }
             Ok(None) => {
@@ -235,20 +239,27 @@ pub async fn run_dispatcher(
             }
             Err(err) => tracing::warn!(%err, "could not plan webhooks; retrying"),
         }
-        deliver_due(&store, &sender).await;
-        let wait = match store.next_webhook_due().await {
-            Ok(Some(due)) => {
-                let now = OffsetDateTime::now_utc();
-                Duration::try_from(due - now).unwrap_or(Duration::ZERO).min(Duration::from_secs(1))
+        let mut wait = Duration::from_secs(1);
+        if outbox_pending {
+            deliver_due(&store, &sender).await;
+            match store.next_webhook_due().await {
+                Ok(Some(due)) => {
+                    let now = OffsetDateTime::now_utc();
+                    wait = Duration::try_from(due - now).unwrap_or(Duration::ZERO).min(Duration::from_secs(1));
+                }
+                Ok(None) => outbox_pending = false,
+                Err(_) => {}
             }
-            _ => Duration::from_secs(1),
-        };
+        }
         if wait.is_zero() {
             continue;
         }
         tokio::select! {
             () = &mut shutdown => return,
-            _ = wakeups.recv() => {}
+            _ = wakeups.recv() => {
+                // One round serves every event that arrived meanwhile.
+                while wakeups.try_recv().is_ok() {}
+            }
             () = tokio::time::sleep(wait) => {}
         }
     }
@@ -262,14 +273,17 @@ async fn plan(
     cursor: &mut i64,
 ) -> palaver_core::Result<Option<Vec<NewDelivery>>> {
     let config = config.get().await?;
+    if config.is_empty() {
+        // Nothing to plan: skip the events without reading them.
+        *cursor = store.last_log_id().await?;
+        return Ok(None);
+    }
     let mut planned = Vec::new();
     loop {
         let events = store.read_log(*cursor, PLAN_BATCH).await?;
         let Some(last) = events.last() else { break };
         let last_id = last.id;
-        if !config.is_empty() {
-            planned.extend(events.iter().flat_map(|event| plan_deliveries(event, &config, account_sid)));
-        }
+        planned.extend(events.iter().flat_map(|event| plan_deliveries(event, &config, account_sid)));
         *cursor = last_id;
         if events.len() < PLAN_BATCH as usize || planned.len() > 1000 {
             break;

@@ -142,7 +142,7 @@ pub(crate) fn next_due(tx: &Connection, channels: &[BindingKind]) -> Result<Opti
         "SELECT MIN(next_attempt) FROM delivery_receipts WHERE next_attempt IS NOT NULL AND channel IN ({})",
         channel_list(channels)
     );
-    let due: Option<i64> = tx.query_row(&sql, [], |r| r.get(0)).map_err(storage)?;
+    let due: Option<i64> = tx.query_row_cached(&sql, [], |r| r.get(0)).map_err(storage)?;
     Ok(due.map(palaver_core::clock::from_unix_millis))
 }
 
@@ -348,7 +348,7 @@ pub(crate) fn create_address(tx: &Connection, config: &AddressConfiguration) -> 
     if find_address(tx, &config.address)?.is_some() {
         return Err(Error::Conflict(Conflict::AddressConfigured(config.address.clone())));
     }
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO address_configurations(sid, kind, address, lower_address, friendly_name, auto_creation, \
          address_country, date_created, date_updated) VALUES (?1, ?2, ?3, lower(?3), ?4, ?5, ?6, ?7, ?8)",
         params![
@@ -389,7 +389,7 @@ pub(crate) fn update_address(
     let current = get_address(tx, sid)?;
     let friendly_name = patch.friendly_name.or(current.friendly_name);
     let auto = patch.auto_creation.unwrap_or(current.auto_creation);
-    tx.execute(
+    tx.execute_cached(
         "UPDATE address_configurations SET friendly_name = ?1, auto_creation = ?2, date_updated = ?3 WHERE sid = ?4",
         params![friendly_name, auto_creation_json(&auto), ms(patch.now.unwrap_or(current.date_updated)), sid.as_str()],
     )
@@ -398,8 +398,9 @@ pub(crate) fn update_address(
 }
 
 pub(crate) fn delete_address(tx: &Connection, sid: &AddressConfigurationSid) -> Result<()> {
-    let deleted =
-        tx.execute("DELETE FROM address_configurations WHERE sid = ?1", params![sid.as_str()]).map_err(storage)?;
+    let deleted = tx
+        .execute_cached("DELETE FROM address_configurations WHERE sid = ?1", params![sid.as_str()])
+        .map_err(storage)?;
     if deleted == 0 {
         return Err(Error::not_found(ResourceKind::AddressConfiguration, sid));
     }
@@ -417,7 +418,7 @@ pub(crate) fn delete_receipts(tx: &Connection, conv_id: i64, message: Option<&Me
     } else {
         "DELETE FROM delivery_receipts WHERE conversation_id = ?1"
     };
-    tx.execute(sql, params_from_iter(args)).map_err(storage)?;
+    tx.execute_cached(sql, params_from_iter(args)).map_err(storage)?;
     Ok(())
 }
 

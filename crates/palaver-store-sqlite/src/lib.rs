@@ -71,7 +71,7 @@ type Completion = Box<dyn FnOnce(Option<&Error>) + Send>;
 type WriteJob = Box<dyn FnOnce(&Connection) -> Completion + Send>;
 
 /// Writes committed together at most.
-const MAX_GROUP: usize = 256;
+const MAX_GROUP: usize = 1024;
 
 /// `query_row` and `execute` through the connection's statement cache: the hot queries are parsed once per
 /// connection instead of on every call.
@@ -452,7 +452,7 @@ fn unread_count(tx: &Connection, conv_id: i64, conv: &Conversation, horizon: Opt
         return Ok(Some(0));
     }
     let deleted: i64 = tx
-        .query_row(
+        .query_row_cached(
             "SELECT COUNT(*) FROM deleted_messages WHERE conversation_id = ?1 AND idx > ?2",
             params![conv_id, horizon],
             |r| r.get(0),
@@ -509,7 +509,7 @@ fn read_account_config(tx: &Connection) -> Result<Option<AccountConfig>> {
 
 fn ensure_unique_name_free(tx: &Connection, service: &ServiceSid, name: &str, except_id: i64) -> Result<()> {
     let taken: bool = tx
-        .query_row(
+        .query_row_cached(
             "SELECT EXISTS(SELECT 1 FROM conversations WHERE service_sid = ?1 AND unique_name = ?2 AND id != ?3)",
             params![service.as_str(), name, except_id],
             |r| r.get(0),
@@ -529,7 +529,7 @@ fn insert_participant(
     new: NewParticipant,
 ) -> Result<Participant> {
     let (total, non_chat): (i64, i64) = tx
-        .query_row(
+        .query_row_cached(
             "SELECT COUNT(*), COUNT(binding_type) FROM participants WHERE conversation_id = ?1",
             params![conv_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -540,7 +540,7 @@ fn insert_participant(
     }
     if let Some(identity) = &new.identity {
         let exists: bool = tx
-            .query_row(
+            .query_row_cached(
                 "SELECT EXISTS(SELECT 1 FROM participants WHERE conversation_id = ?1 AND identity = ?2)",
                 params![conv_id, identity.as_str()],
                 |r| r.get(0),
@@ -551,7 +551,7 @@ fn insert_participant(
         }
         // A chat participant is always backed by a user of the service.
         let created = tx
-            .execute(
+            .execute_cached(
                 "INSERT INTO users(sid, service_sid, identity, attributes, role_sid, date_created, date_updated) \
                  VALUES (?1, ?2, ?3, '{}', ?4, ?5, ?5) ON CONFLICT(service_sid, identity) DO NOTHING",
                 params![
@@ -580,7 +580,7 @@ fn insert_participant(
             return Err(Error::LimitExceeded(Limit::NonChatParticipants(MAX_NON_CHAT_PARTICIPANTS)));
         }
         let exists: bool = tx
-            .query_row(
+            .query_row_cached(
                 "SELECT EXISTS(SELECT 1 FROM participants WHERE conversation_id = ?1 AND binding_address = ?2)",
                 params![conv_id, binding.address],
                 |r| r.get(0),
@@ -736,7 +736,7 @@ fn conversation_webhook_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Con
 }
 
 fn find_conversation_webhook(tx: &Connection, conv_id: i64, sid: &WebhookSid) -> Result<ConversationWebhook> {
-    tx.query_row(
+    tx.query_row_cached(
         &format!("SELECT {WEBHOOK_COLUMNS} FROM conversation_webhooks WHERE conversation_id = ?1 AND sid = ?2"),
         params![conv_id, sid.as_str()],
         conversation_webhook_row,
@@ -761,7 +761,7 @@ fn parse_filter_names(raw: &str) -> Vec<WebhookEventType> {
 
 fn read_webhook_settings(tx: &Connection, scope: &str) -> Result<WebhookSettings> {
     let row = tx
-        .query_row(
+        .query_row_cached(
             "SELECT method, filters, pre_webhook_url, post_webhook_url, target FROM webhook_settings WHERE scope = ?1",
             params![scope],
             |r| {
@@ -1173,7 +1173,9 @@ impl Store for SqliteStore {
         self.write_as(origin.clone(), service.to_string(), move |tx| {
             let (id, current) = find_conversation(tx, &service, &conv)?;
             let participants: Vec<Participant> = tx
-                .prepare(&format!("SELECT {PARTICIPANT_COLUMNS} FROM participants p WHERE p.conversation_id = ?1"))
+                .prepare_cached(&format!(
+                    "SELECT {PARTICIPANT_COLUMNS} FROM participants p WHERE p.conversation_id = ?1"
+                ))
                 .and_then(|mut s| s.query_map(params![id], |r| participant(r, 0).map(|(_, p)| p))?.collect())
                 .map_err(storage)?;
             for p in &participants {
@@ -1295,7 +1297,7 @@ impl Store for SqliteStore {
                 }
                 if current.identity.as_ref() != Some(v) {
                     let taken: bool = tx
-                        .query_row(
+                        .query_row_cached(
                             "SELECT EXISTS(SELECT 1 FROM participants WHERE conversation_id = ?1 AND identity = ?2)",
                             params![conv_id, v.as_str()],
                             |r| r.get(0),
@@ -1393,7 +1395,7 @@ impl Store for SqliteStore {
             let (conv_id, current) = find_conversation(tx, &service, &conv)?;
             if let Some(key) = &new.idempotency_key {
                 let earlier: Option<String> = tx
-                    .query_row("SELECT message_sid FROM message_keys WHERE conversation_id = ?1 AND key = ?2", params![conv_id, key], |r| r.get(0))
+                    .query_row_cached("SELECT message_sid FROM message_keys WHERE conversation_id = ?1 AND key = ?2", params![conv_id, key], |r| r.get(0))
                     .optional()
                     .map_err(storage)?;
                 if let Some(sid) = earlier {
@@ -1403,7 +1405,7 @@ impl Store for SqliteStore {
             }
             ensure_open(&current)?;
             let index: i64 = tx
-                .query_row(
+                .query_row_cached(
                     "UPDATE conversations SET next_message_index = next_message_index + 1 WHERE id = ?1 \
                      RETURNING next_message_index - 1",
                     params![conv_id],
@@ -1411,7 +1413,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(storage)?;
             let participant_sid: Option<String> = tx
-                .query_row(
+                .query_row_cached(
                     "SELECT sid FROM participants WHERE conversation_id = ?1 AND (identity = ?2 OR (identity IS NULL AND binding_address = ?2)) LIMIT 1",
                     params![conv_id, new.author],
                     |r| r.get(0),
@@ -1729,7 +1731,7 @@ impl Store for SqliteStore {
             let u = find_user(tx, &service, &user_ref)?;
             let (conv_id, _) = find_conversation(tx, &service, &conv)?;
             let parts = tx
-                .query_row(
+                .query_row_cached(
                     &format!(
                         "SELECT {PARTICIPANT_COLUMNS}, {CONVERSATION_COLUMNS}, ?1 FROM participants p JOIN conversations c ON c.id = p.conversation_id \
                          WHERE p.conversation_id = ?2 AND p.identity = ?3"
@@ -1849,7 +1851,7 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             find_role(tx, &service, &sid)?;
             let in_use: bool = tx
-                .query_row(
+                .query_row_cached(
                     "SELECT EXISTS(SELECT 1 FROM services WHERE sid = ?1 AND ?2 IN (creator_role_sid, participant_role_sid, user_role_sid))",
                     params![service.as_str(), sid.as_str()],
                     |r| r.get(0),
@@ -1915,7 +1917,7 @@ impl Store for SqliteStore {
     async fn next_timer_due(&self) -> Result<Option<OffsetDateTime>> {
         self.read(|tx| {
             let due: Option<i64> = tx
-                .query_row(
+                .query_row_cached(
                     "SELECT MIN(t) FROM (SELECT MIN(date_inactive) AS t FROM conversations WHERE date_inactive IS NOT NULL \
                      UNION ALL SELECT MIN(date_closed) FROM conversations WHERE date_closed IS NOT NULL)",
                     [],
@@ -1930,7 +1932,7 @@ impl Store for SqliteStore {
     async fn fire_due_timers(&self, now: OffsetDateTime) -> Result<Vec<Conversation>> {
         self.write(move |tx| {
             let due: Vec<i64> = tx
-                .prepare(
+                .prepare_cached(
                     "SELECT id FROM conversations WHERE date_closed <= ?1 UNION SELECT id FROM conversations WHERE date_inactive <= ?1",
                 )
                 .and_then(|mut s| s.query_map(params![ms(now)], |r| r.get(0))?.collect())
@@ -2017,7 +2019,7 @@ impl Store for SqliteStore {
         let key = scope.key();
         self.write(move |tx| {
             let updated = patch.apply(read_webhook_settings(tx, &key)?);
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO webhook_settings(scope, method, filters, pre_webhook_url, post_webhook_url, target) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(scope) DO UPDATE SET method = excluded.method, \
                  filters = excluded.filters, pre_webhook_url = excluded.pre_webhook_url, \
@@ -2047,7 +2049,7 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let (conv_id, current) = find_conversation(tx, &service, &conv)?;
             let count: i64 = tx
-                .query_row(
+                .query_row_cached(
                     "SELECT COUNT(*) FROM conversation_webhooks WHERE conversation_id = ?1",
                     params![conv_id],
                     |r| r.get(0),
@@ -2056,7 +2058,7 @@ impl Store for SqliteStore {
             if count as usize >= MAX_SCOPED_WEBHOOKS {
                 return Err(Error::LimitExceeded(Limit::ScopedWebhooks(MAX_SCOPED_WEBHOOKS)));
             }
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO conversation_webhooks(sid, conversation_id, conversation_sid, service_sid, target, url, \
                  method, filters, triggers, flow_sid, replay_after, date_created, date_updated) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -2152,7 +2154,7 @@ impl Store for SqliteStore {
             if let Some(now) = patch.now {
                 hook.date_updated = now;
             }
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE conversation_webhooks SET url = ?1, method = ?2, filters = ?3, triggers = ?4, flow_sid = ?5, \
                  date_updated = ?6 WHERE conversation_id = ?7 AND sid = ?8",
                 params![
@@ -2182,7 +2184,7 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let (conv_id, _) = find_conversation(tx, &service, &conv)?;
             let deleted = tx
-                .execute(
+                .execute_cached(
                     "DELETE FROM conversation_webhooks WHERE conversation_id = ?1 AND sid = ?2",
                     params![conv_id, sid.as_str()],
                 )

@@ -31,7 +31,7 @@ fn media(row: &Row<'_>) -> rusqlite::Result<Media> {
 }
 
 pub(crate) fn create(tx: &Connection, new: &Media) -> Result<Media> {
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO media(sid, service_sid, content_type, filename, size, sha256, author, category, date_created) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![

@@ -337,14 +337,18 @@ impl Connection {
         let mut idle_check = tokio::time::interval(Duration::from_secs(5));
         let mut unread_tick = tokio::time::interval(UNREAD_INTERVAL);
         let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
+        let mut deadlines = (self.token.expires_at, self.token_warning_time(), self.token_expiry_time());
         unread_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if self.too_slow {
                 self.out.frame(&ServerFrame::Closing { reason: "too_slow".into() }).await;
                 return Ending::Close(realtime::CLOSE_TOO_SLOW, "too slow");
             }
-            let warn_at = self.token_warning_time();
-            let expire_at = self.token_expiry_time();
+            // Recomputed only when the token changes: reading the clock on every frame is measurable.
+            if deadlines.0 != self.token.expires_at {
+                deadlines = (self.token.expires_at, self.token_warning_time(), self.token_expiry_time());
+            }
+            let (_, warn_at, expire_at) = deadlines;
             tokio::select! {
                 Some((id, result)) = in_flight.next(), if !in_flight.is_empty() => {
                     if !self.out.reply(id, result).await {
