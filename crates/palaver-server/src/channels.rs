@@ -313,16 +313,8 @@ pub async fn run_channel_dispatcher(
             _ => Duration::from_secs(5),
         }
         .min(Duration::from_secs(5));
-        if wait.is_zero() {
-            tokio::task::yield_now().await;
-            continue;
-        }
-        tokio::select! {
-            () = &mut shutdown => return,
-            _ = wakeups.recv() => {
-                while wakeups.try_recv().is_ok() {}
-            }
-            () = tokio::time::sleep(wait) => {}
+        if !crate::webhooks::wait_for_work(&mut wakeups, wait, &mut shutdown).await {
+            return;
         }
     }
 }

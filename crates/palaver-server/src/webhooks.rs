@@ -251,17 +251,30 @@ pub async fn run_dispatcher(
                 Err(_) => {}
             }
         }
-        if wait.is_zero() {
-            continue;
+        if !wait_for_work(&mut wakeups, wait, &mut shutdown).await {
+            return;
         }
-        tokio::select! {
-            () = &mut shutdown => return,
-            _ = wakeups.recv() => {
-                // One round serves every event that arrived meanwhile.
-                while wakeups.try_recv().is_ok() {}
-            }
-            () = tokio::time::sleep(wait) => {}
+    }
+}
+
+/// Waits until new events are committed, `wait` has passed or `shutdown` completes (then false). One wake-up
+/// serves every event that arrived meanwhile, so a burst costs one round of the caller's loop.
+pub(crate) async fn wait_for_work<T: Clone>(
+    wakeups: &mut tokio::sync::broadcast::Receiver<T>,
+    wait: Duration,
+    shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> bool {
+    if wait.is_zero() {
+        tokio::task::yield_now().await;
+        return true;
+    }
+    tokio::select! {
+        () = shutdown.as_mut() => false,
+        _ = wakeups.recv() => {
+            while wakeups.try_recv().is_ok() {}
+            true
         }
+        () = tokio::time::sleep(wait) => true,
     }
 }
 

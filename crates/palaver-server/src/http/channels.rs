@@ -2,8 +2,7 @@
 //! callbacks, delivery receipts (`/Messages/{IM}/Receipts`) and address configurations
 //! (`/v1/Configuration/Addresses`).
 
-use axum::body::Bytes;
-use axum::extract::{OriginalUri, State};
+use axum::extract::{FromRequestParts, OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -52,6 +51,27 @@ fn check_caller(state: &AppState, headers: &HeaderMap, url: &str, form: &FormFie
     Err(ApiError::new(ErrorCode::AuthenticationFailed, "Authentication Error - invalid signature or credentials"))
 }
 
+/// The form of a request from the messaging gateway or a mail relay, once its caller is checked.
+pub(crate) struct CallerForm(FormFields);
+
+impl axum::extract::FromRequest<AppState> for CallerForm {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = request.into_parts();
+        let origin = crate::scope::origin_of(&parts);
+        let uri = axum::extract::OriginalUri::from_request_parts(&mut parts, state)
+            .await
+            .map_or_else(|_| parts.uri.clone(), |OriginalUri(uri)| uri);
+        let bytes = axum::body::to_bytes(body, 1024 * 1024)
+            .await
+            .map_err(|_| ApiError::invalid("request body", "must be a form of at most 1 MB"))?;
+        let form = FormFields::parse(&bytes)?;
+        check_caller(state, &parts.headers, &called_url(state, &origin, &uri), &form)?;
+        Ok(Self(form))
+    }
+}
+
 /// The URL the caller used, as it signed it: the configured public URL when there is one.
 fn called_url(state: &AppState, origin: &str, uri: &axum::http::Uri) -> String {
     let base = state.channels.public_url.as_deref().unwrap_or(origin).trim_end_matches('/');
@@ -68,13 +88,8 @@ fn empty_twiml() -> Response {
 /// `From`, `To`, `Body`, `NumMedia`, `MediaUrl0…`, `MessageSid`).
 pub(crate) async fn inbound_messaging(
     State(state): State<AppState>,
-    Origin(origin): Origin,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
+    CallerForm(form): CallerForm,
 ) -> ApiResult<Response> {
-    let form = FormFields::parse(&body)?;
-    check_caller(&state, &headers, &called_url(&state, &origin, &uri), &form)?;
     let from = form.get("From").filter(|f| !f.is_empty()).ok_or_else(|| ApiError::invalid("From", "is required"))?;
     let to = form.get("To").filter(|t| !t.is_empty()).ok_or_else(|| ApiError::invalid("To", "is required"))?;
     let channel = if from.starts_with("whatsapp:") { BindingKind::Whatsapp } else { BindingKind::Sms };
@@ -96,15 +111,7 @@ pub(crate) async fn inbound_messaging(
 
 /// POST /v1/Channels/Email/Inbound — an email (`From`, `To`, `Cc`, `Subject`, `Text`; names in either case,
 /// as inbound-parse services post them).
-pub(crate) async fn inbound_email(
-    State(state): State<AppState>,
-    Origin(origin): Origin,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let form = FormFields::parse(&body)?;
-    check_caller(&state, &headers, &called_url(&state, &origin, &uri), &form)?;
+pub(crate) async fn inbound_email(State(state): State<AppState>, CallerForm(form): CallerForm) -> ApiResult<Response> {
     let field = |name: &str| form.get(name).or_else(|| form.get(&name.to_ascii_lowercase())).filter(|v| !v.is_empty());
     let from = field("From").ok_or_else(|| ApiError::invalid("From", "is required"))?;
     let to_field = field("To").ok_or_else(|| ApiError::invalid("To", "is required"))?;
@@ -191,13 +198,8 @@ async fn route(state: &AppState, inbound: InboundMessage) -> ApiResult<serde_jso
 /// `ErrorCode`).
 pub(crate) async fn messaging_status(
     State(state): State<AppState>,
-    Origin(origin): Origin,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
+    CallerForm(form): CallerForm,
 ) -> ApiResult<Response> {
-    let form = FormFields::parse(&body)?;
-    check_caller(&state, &headers, &called_url(&state, &origin, &uri), &form)?;
     let sid =
         form.get("MessageSid").or(form.get("SmsSid")).ok_or_else(|| ApiError::invalid("MessageSid", "is required"))?;
     let raw_status = form
