@@ -10,13 +10,18 @@ use palaver_core::service::{AddParticipant, CreateConversation, ParticipantKind,
 use palaver_core::session::{SessionConversation, UserSession};
 use palaver_core::store::{ConversationPatch, ConversationRef, Cursor, PageQuery, ParticipantRef};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::connection::Connection;
 use crate::error::{ApiError, ApiResult};
+use serde_json::value::RawValue;
 
-fn ok<T: Serialize>(value: T) -> ApiResult<Value> {
-    serde_json::to_value(value).map_err(|e| ApiError::new(palaver_api::ErrorCode::InternalError, e.to_string()))
+/// A call's result, already serialised: replies are written without building a `serde_json::Value` first.
+pub(super) type CallResult = ApiResult<Box<RawValue>>;
+
+fn ok<T: Serialize>(value: T) -> CallResult {
+    serde_json::value::to_raw_value(&value)
+        .map_err(|e| ApiError::new(palaver_api::ErrorCode::InternalError, e.to_string()))
 }
 
 fn attributes(raw: Option<String>, max: usize) -> ApiResult<Option<Attributes>> {
@@ -131,9 +136,9 @@ pub(super) fn is_session_call(call: &Call) -> bool {
 }
 
 /// Handles a call that needs only the session (see [`is_session_call`]).
-pub(super) async fn handle_session_call(session: UserSession, call: Call) -> ApiResult<Value> {
+pub(super) async fn handle_session_call(session: UserSession, call: Call) -> CallResult {
     match call {
-        Call::Ping => Ok(json!({})),
+        Call::Ping => ok(json!({})),
         Call::GetParticipants { conversation } => {
             let items = session
                 .participants(&ConversationRef::parse(&conversation))
@@ -169,7 +174,7 @@ pub(super) async fn handle_session_call(session: UserSession, call: Call) -> Api
         }
         Call::RemoveMessage { conversation, message } => {
             session.remove_message(&ConversationRef::parse(&conversation), &message_sid(&message)?).await?;
-            Ok(json!({}))
+            ok(json!({}))
         }
         Call::SetReadHorizon { conversation, index, advance_only } => {
             let unread = session.set_read_horizon(&ConversationRef::parse(&conversation), index, advance_only).await?;
@@ -183,7 +188,7 @@ pub(super) async fn handle_session_call(session: UserSession, call: Call) -> Api
             session
                 .set_notification_level(&ConversationRef::parse(&conversation), NotificationLevel::parse(&level)?)
                 .await?;
-            Ok(json!({}))
+            ok(json!({}))
         }
         Call::Typing { conversation } => {
             session.typing(&ConversationRef::parse(&conversation)).await?;
@@ -212,7 +217,7 @@ pub(super) async fn handle_session_call(session: UserSession, call: Call) -> Api
 }
 
 /// Handles one request.
-pub(super) async fn handle(connection: &mut Connection, call: Call) -> ApiResult<Value> {
+pub(super) async fn handle(connection: &mut Connection, call: Call) -> CallResult {
     let session = connection.session.clone();
     match call {
         Call::Connect(_) => Err(ApiError::invalid("method", "already connected")),
@@ -281,7 +286,7 @@ pub(super) async fn handle(connection: &mut Connection, call: Call) -> ApiResult
                 connection.subscribed.remove(&sid);
                 connection.delivered.remove(&sid);
             }
-            Ok(json!({}))
+            ok(json!({}))
         }
         Call::UpdateConversation { conversation, friendly_name, unique_name, attributes: attrs } => {
             let patch = ConversationPatch {
@@ -304,14 +309,14 @@ pub(super) async fn handle(connection: &mut Connection, call: Call) -> ApiResult
         }
         Call::DeleteConversation { conversation } => {
             session.delete_conversation(&ConversationRef::parse(&conversation)).await?;
-            Ok(json!({}))
+            ok(json!({}))
         }
         Call::Join { conversation } => {
             ok(participant_info(&session.join(&ConversationRef::parse(&conversation)).await?))
         }
         Call::Leave { conversation } => {
             session.leave(&ConversationRef::parse(&conversation)).await?;
-            Ok(json!({}))
+            ok(json!({}))
         }
         Call::AddParticipant { conversation, identity, attributes: attrs } => {
             let add = AddParticipant {
@@ -353,13 +358,13 @@ pub(super) async fn handle(connection: &mut Connection, call: Call) -> ApiResult
             session
                 .remove_participant(&ConversationRef::parse(&conversation), &ParticipantRef::parse(&participant))
                 .await?;
-            Ok(json!({}))
+            ok(json!({}))
         }
         other => handle_session_call(session, other).await,
     }
 }
 
-async fn send_message(session: &UserSession, params: SendMessageParams) -> ApiResult<Value> {
+async fn send_message(session: &UserSession, params: SendMessageParams) -> CallResult {
     let media = params
         .media_sids
         .iter()
@@ -382,7 +387,7 @@ async fn send_message(session: &UserSession, params: SendMessageParams) -> ApiRe
     ok(message_info(&session.send_message(&ConversationRef::parse(&params.conversation), post).await?))
 }
 
-async fn get_messages(session: &UserSession, params: GetMessagesParams) -> ApiResult<Value> {
+async fn get_messages(session: &UserSession, params: GetMessagesParams) -> CallResult {
     let size = page_size(params.page_size, 30)?;
     if params.anchor.is_some_and(|a| a < 0) {
         return Err(ApiError::invalid("anchor", "must not be negative"));
@@ -434,7 +439,7 @@ async fn get_recipients(
     message: Option<String>,
     size: Option<u32>,
     token: Option<String>,
-) -> ApiResult<Value> {
+) -> CallResult {
     let conv = ConversationRef::parse(&conversation);
     let participants = session.participants(&conv).await?;
     let page = match message {
@@ -480,7 +485,7 @@ async fn receipts_of(
     Ok(session.palaver().list_receipts(session.service(), conv, message, query).await?.items)
 }
 
-async fn get_delivery_receipts(session: &UserSession, conversation: String, message: String) -> ApiResult<Value> {
+async fn get_delivery_receipts(session: &UserSession, conversation: String, message: String) -> CallResult {
     let conv = ConversationRef::parse(&conversation);
     // Only participants may look, as for messages.
     session.participants(&conv).await?;

@@ -126,12 +126,26 @@ impl Out {
         }
     }
 
-    async fn reply(&self, reply_to: u64, result: Result<serde_json::Value, ApiError>) -> bool {
-        let reply = match result {
-            Ok(value) => Reply { reply_to, result: Some(value), error: None },
-            Err(err) => Reply { reply_to, result: None, error: Some(err.realtime()) },
+    async fn reply(&self, reply_to: u64, result: calls::CallResult) -> bool {
+        /// `ServerFrame::Reply` with the result already serialised.
+        #[derive(serde::Serialize)]
+        struct RawReply<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            reply_to: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            result: Option<&'a serde_json::value::RawValue>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<palaver_api::realtime::RealtimeError>,
+        }
+        let frame = match &result {
+            Ok(value) => RawReply { kind: "reply", reply_to, result: Some(value), error: None },
+            Err(err) => RawReply { kind: "reply", reply_to, result: None, error: Some(err.realtime()) },
         };
-        self.frame(&ServerFrame::Reply(reply)).await
+        match serde_json::to_string(&frame) {
+            Ok(text) => self.send(text.into()).await,
+            Err(_) => true,
+        }
     }
 }
 
@@ -187,8 +201,9 @@ async fn handshake(
         };
         return match Box::pin(Connection::open(state.clone(), params.clone(), out.queue.clone())).await {
             Ok((mut connection, connected)) => {
-                let value = serde_json::to_value(connected).unwrap_or_default();
-                if !out.reply(request.id, Ok(value)).await {
+                let value = serde_json::value::to_raw_value(&connected)
+                    .map_err(|e| ApiError::new(palaver_api::ErrorCode::InternalError, e.to_string()));
+                if !out.reply(request.id, value).await {
                     return None;
                 }
                 connection.replay_resume(&params).await;
@@ -230,7 +245,7 @@ pub(super) struct Connection {
 const MAX_IN_FLIGHT: usize = 64;
 
 /// A running request: its id and its result.
-type InFlight = std::pin::Pin<Box<dyn std::future::Future<Output = (u64, Result<serde_json::Value, ApiError>)> + Send>>;
+type InFlight = std::pin::Pin<Box<dyn std::future::Future<Output = (u64, calls::CallResult)> + Send>>;
 
 /// How often changed unread counts are pushed: counts are exact when sent, and a burst of messages costs one
 /// count per interval instead of one per message.
