@@ -18,7 +18,7 @@ use crate::AppState;
 /// Largest frame a client may send.
 const MAX_FRAME_BYTES: usize = 1 << 20;
 /// Read and write buffer of each socket; larger frames are still handled, in several reads or writes.
-const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
+const SOCKET_BUFFER_BYTES: usize = 2 * 1024;
 
 /// GET /v1/realtime — upgrades to the realtime protocol.
 pub(crate) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
