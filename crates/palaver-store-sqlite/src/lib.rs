@@ -1444,14 +1444,16 @@ impl Store for SqliteStore {
                 tx.execute_cached("INSERT INTO message_keys(conversation_id, key, message_sid) VALUES (?1, ?2, ?3)", params![conv_id, key, new.sid.as_str()])
                     .map_err(storage)?;
             }
+            let mut media_descriptors = Vec::new();
             if !new.media.is_empty() {
-                let descriptors = media::attach(tx, &current, &new.sid, &new.media, new.max_media_bytes)?;
+                media_descriptors = media::attach(tx, &current, &new.sid, &new.media, new.max_media_bytes)?;
                 tx.execute_cached(
                     "UPDATE messages SET media = ?1 WHERE conversation_id = ?2 AND idx = ?3",
-                    params![serde_json::Value::Array(descriptors).to_string(), conv_id, index],
+                    params![serde_json::Value::Array(media_descriptors.clone()).to_string(), conv_id, index],
                 )
                 .map_err(storage)?;
             }
+            let mut delivery = None;
             if current.participants_count > 0
                 && let Some(counts) = channels::create_receipts(tx, conv_id, &current, &new.sid, participant_sid.as_deref(), new.now)?
             {
@@ -1460,6 +1462,7 @@ impl Store for SqliteStore {
                     params![counts.to_json(), conv_id, index],
                 )
                 .map_err(storage)?;
+                delivery = Some(counts);
             }
             // New activity wakes an inactive conversation and restarts its timers.
             let reactivated = current.state == ConversationState::Inactive;
@@ -1471,7 +1474,24 @@ impl Store for SqliteStore {
                 params![state.as_str(), reactivated, ms(new.now), opt_ms(timers.date_inactive), opt_ms(timers.date_closed), conv_id],
             )
             .map_err(storage)?;
-            let created = find_message(tx, conv_id, &current, &new.sid)?;
+            // The row as written, without reading it back (times at the stored millisecond precision).
+            let at_ms = |t: OffsetDateTime| palaver_core::clock::from_unix_millis(ms(t));
+            let created = Message {
+                sid: new.sid.clone(),
+                conversation_sid: current.sid.clone(),
+                service_sid: current.service_sid.clone(),
+                index,
+                author: new.author.clone(),
+                body: new.body.clone(),
+                subject: new.subject.clone(),
+                attributes: new.attributes.clone(),
+                participant_sid: participant_sid.as_deref().map(str::parse).transpose().map_err(|e: palaver_api::sid::SidError| Error::Storage(e.to_string()))?,
+                content_sid: new.content_sid.clone(),
+                media: media_descriptors,
+                delivery,
+                date_created: at_ms(new.date_created),
+                date_updated: new.date_updated.map(at_ms),
+            };
             append_event(tx, current.sid.as_str(), EventKind::MessageAdded, created.sid.as_str(), &event::message_snapshot(&created), new.now)?;
             if reactivated {
                 let updated = conversation_by_id(tx, conv_id)?;
