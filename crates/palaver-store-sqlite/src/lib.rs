@@ -153,6 +153,10 @@ impl SqliteStore {
         let mut writer = Connection::open(path).map_err(storage)?;
         configure(&writer).map_err(storage)?;
         migrate(&mut writer).map_err(storage)?;
+        // Checkpoints run on their own thread (below), so commits never wait for one.
+        writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(storage)?;
+        let alive = Arc::new(());
+        spawn_checkpointer(path, Arc::downgrade(&alive))?;
         let changes = Arc::new(tokio::sync::Notify::new());
         let (writes, jobs) = std::sync::mpsc::channel::<WriteJob>();
         let notify = Arc::clone(&changes);
@@ -163,7 +167,7 @@ impl SqliteStore {
         Ok(Self {
             writes,
             id: NEXT_STORE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            alive: Arc::new(()),
+            alive,
             path: Arc::new(path.to_path_buf()),
             changes,
         })
@@ -236,6 +240,28 @@ impl SqliteStore {
             f(&tx)
         })
     }
+}
+
+/// How often the checkpointer copies the WAL back into the database.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Starts the thread that checkpoints the WAL (passively: it never blocks writers or readers) until the store
+/// is dropped.
+fn spawn_checkpointer(path: &Path, alive: std::sync::Weak<()>) -> Result<()> {
+    let conn = Connection::open(path).map_err(storage)?;
+    configure(&conn).map_err(storage)?;
+    std::thread::Builder::new()
+        .name("palaver-sqlite-checkpoint".into())
+        .spawn(move || {
+            while alive.strong_count() > 0 {
+                std::thread::sleep(CHECKPOINT_INTERVAL);
+                if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(%err, "WAL checkpoint failed");
+                }
+            }
+        })
+        .map_err(|e| Error::Storage(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
