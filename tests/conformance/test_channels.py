@@ -288,3 +288,25 @@ def test_media_with_the_twilio_library_and_email_attachments(channels):
     # The signed URL works without credentials.
     temporary = requests.get(media["links"]["content_direct_temporary"], timeout=10)
     assert temporary.status_code == 200 and temporary.content == b"%PDF-1.7 fake"
+
+
+def test_email_levels_and_names(channels):
+    server, mailbox, _, _ = channels
+    v1 = server.client().conversations.v1
+    conv = v1.conversations.create(friendly_name="Levels")
+    v1.conversations(conv.sid).participants.create(messaging_binding_address="to@example.com")
+    # Palaver's extension fields for email participants: a display name and the Cc level.
+    added = requests.post(f"{server.url}/v1/Conversations/{conv.sid}/Participants",
+                          data={"MessagingBinding.Address": "cc@example.com", "MessagingBinding.Level": "cc",
+                                "MessagingBinding.Name": "Carbon Copy"},
+                          auth=(server.account_sid, server.auth_token), timeout=10)
+    assert added.status_code == 201, added.text
+    bad = requests.post(f"{server.url}/v1/Conversations/{conv.sid}/Participants",
+                        data={"MessagingBinding.Address": "x@example.com", "MessagingBinding.Level": "bcc"},
+                        auth=(server.account_sid, server.auth_token), timeout=10)
+    assert bad.status_code == 400 and bad.json()["code"] == 20001
+    v1.conversations(conv.sid).messages.create(author="agent", body="to and cc")
+    recipients, email = mailbox.next()
+    assert sorted(recipients) == ["cc@example.com", "to@example.com"]
+    assert "to@example.com" in email["To"] and "cc@example.com" not in email["To"]
+    assert "Carbon Copy" in email["Cc"] and "cc@example.com" in email["Cc"]

@@ -417,3 +417,21 @@ async fn mms_media_goes_out_as_signed_urls_and_comes_back_stored() {
         .unwrap();
     assert_eq!(bytes.as_ref(), b"JPEGDATA");
 }
+
+#[tokio::test]
+async fn refused_messages_fail_with_the_gateways_code() {
+    let mut gateway = Gateway::start().await;
+    let api = api_with(&gateway).await;
+    let (sid, _) = sms_conversation(&api).await;
+    gateway.answers.lock().unwrap().push_back(400);
+    let (_, created) = api.post(&format!("/v1/Conversations/{sid}/Messages"), &[("Body", "to a bad number")]).await;
+    gateway.next().await;
+    let index = created["index"].as_i64().unwrap();
+    let message = eventually_message(&api, &sid, index, |m| m["delivery"]["failed"] == "all").await;
+    let (_, receipts) =
+        api.get(&format!("/v1/Conversations/{sid}/Messages/{}/Receipts", message["sid"].as_str().unwrap())).await;
+    assert_eq!(receipts["delivery_receipts"][0]["status"], "failed");
+    assert_eq!(receipts["delivery_receipts"][0]["error_code"], 20500, "the gateway's own error code is kept");
+    // A permanent refusal is not retried.
+    gateway.assert_silent(Duration::from_millis(1500)).await;
+}
