@@ -2,7 +2,7 @@
 //! events handed to a callback on the reader task (no queue to grow).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
@@ -31,12 +31,17 @@ impl Conn {
         let (socket, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| BenchError::Server(e.to_string()))?;
         let (mut sink, mut stream) = socket.split();
         let (outgoing, mut queued) = mpsc::unbounded_channel::<Message>();
+        // Set once every handle of this connection is gone: the end of the connection is then expected.
+        let finished = Arc::new(AtomicBool::new(false));
+        let closing = Arc::clone(&finished);
         tokio::spawn(async move {
             while let Some(message) = queued.recv().await {
                 if sink.send(message).await.is_err() {
                     return;
                 }
             }
+            closing.store(true, Ordering::Release);
+            let _ = sink.send(Message::Close(None)).await;
         });
         let pending: Pending = Arc::default();
         let replies = Arc::clone(&pending);
@@ -45,11 +50,15 @@ impl Conn {
                 let message = match next {
                     Ok(message) => message,
                     Err(err) => {
-                        eprintln!("connection failed: {err}");
+                        if !finished.load(Ordering::Acquire) {
+                            eprintln!("connection failed: {err}");
+                        }
                         break;
                     }
                 };
-                if let Message::Close(frame) = &message {
+                if let Message::Close(frame) = &message
+                    && !finished.load(Ordering::Acquire)
+                {
                     eprintln!("connection closed by the server: {frame:?}");
                 }
                 let Message::Text(text) = message else { continue };

@@ -286,6 +286,12 @@ pub fn message_snapshot(m: &Message) -> Value {
     to_value(message_info(m))
 }
 
+/// [`message_snapshot`] as JSON text, written straight from the struct (the hot path of every message).
+pub fn message_snapshot_json(m: &Message) -> String {
+    // Plain structs of strings and numbers always serialise.
+    serde_json::to_string(&message_info(m)).unwrap_or_else(|_| "null".into())
+}
+
 /// The snapshot stored with user events (`UserInfo`).
 pub fn user_snapshot(u: &User) -> Value {
     to_value(user_info(u))

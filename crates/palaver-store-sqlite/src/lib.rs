@@ -45,6 +45,9 @@ pub struct SqliteStore {
     alive: Arc<()>,
     path: Arc<std::path::PathBuf>,
     changes: Arc<tokio::sync::Notify>,
+    /// The account configuration, read on every REST request (the default service) and changed only through
+    /// this store, so it is kept after the first read and replaced by each write of it.
+    account: Arc<std::sync::RwLock<Option<AccountConfig>>>,
 }
 
 static NEXT_STORE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -68,7 +71,28 @@ impl std::fmt::Debug for SqliteStore {
 /// Reports a write's outcome once its group has committed (`None`) or failed to (`Some`).
 type Completion = Box<dyn FnOnce(Option<&Error>) + Send>;
 /// A write: runs inside the group's transaction and returns how to report its outcome.
-type WriteJob = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+type WriteJob = Box<dyn FnOnce(&Connection) -> Ran + Send>;
+
+/// What a write left behind in its group's transaction.
+struct Ran {
+    complete: Completion,
+    /// The write failed after changing rows it could not undo: the whole group must roll back.
+    spoiled: bool,
+}
+
+/// How a write protects the rest of its group from its failure.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    /// In its own savepoint: a failure at any point rolls back only this write.
+    Savepoint,
+    /// Without a savepoint, for hot writes that check everything before their first change, so that only a
+    /// storage failure can stop them part-way; that rolls back the whole group (every write in it then fails
+    /// and none is acknowledged). Saves the savepoint's statements and its copies of every page it touches.
+    ChecksFirst,
+}
+
+/// WAL length (in pages) at which the writer checkpoints after a commit.
+const WAL_CHECKPOINT_FRAMES: i64 = 1000;
 
 /// Writes committed together at most.
 const MAX_GROUP: usize = 1024;
@@ -111,6 +135,9 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Each write runs in its own savepoint; its sub-journal then lives in memory instead of a temporary file.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Hot statements are prepared once and kept; without the planner stability guarantee SQLite re-prepares a
+    // cached statement whenever a bound value might change its plan, which showed in profiles as parsing.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.set_prepared_statement_cache_capacity(256);
     Ok(())
 }
@@ -125,16 +152,29 @@ fn run_writer(conn: Connection, jobs: std::sync::mpsc::Receiver<WriteJob>, chang
                 Err(_) => break,
             }
         }
-        if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(err) = conn.execute_cached("BEGIN IMMEDIATE", []) {
             // Dropping the group's jobs fails each waiting write with a storage error.
             tracing::error!(%err, writes = group.len(), "could not start a write transaction");
             continue;
         }
-        let completions: Vec<Completion> = group.into_iter().map(|job| job(&conn)).collect();
-        let failure = conn.execute_batch("COMMIT").err().map(|e| {
-            let _ = conn.execute_batch("ROLLBACK");
-            storage(e)
-        });
+        let mut spoiled = false;
+        let completions: Vec<Completion> = group
+            .into_iter()
+            .map(|job| {
+                let ran = job(&conn);
+                spoiled |= ran.spoiled;
+                ran.complete
+            })
+            .collect();
+        let failure = if spoiled {
+            let _ = conn.execute_cached("ROLLBACK", []);
+            Some(Error::Storage("a write in the same transaction failed part-way; it was rolled back".into()))
+        } else {
+            conn.execute_cached("COMMIT", []).err().map(|e| {
+                let _ = conn.execute_cached("ROLLBACK", []);
+                storage(e)
+            })
+        };
         for complete in completions {
             complete(failure.as_ref());
         }
@@ -153,8 +193,12 @@ impl SqliteStore {
         let mut writer = Connection::open(path).map_err(storage)?;
         configure(&writer).map_err(storage)?;
         migrate(&mut writer).map_err(storage)?;
-        // Checkpoints run on their own thread (below), so commits never wait for one.
-        writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(storage)?;
+        // A thread (below) copies the WAL back into the database beside the writer, but under a steady stream of
+        // commits its checkpoints never catch up with the end of the log, and SQLite restarts the log only
+        // once everything in it has been copied: alone, it lets the WAL grow without bound (gigabytes per
+        // million messages, every new frame a new file block). So the writer also checkpoints when the log
+        // passes WAL_CHECKPOINT_FRAMES; most pages are copied by then, and the next write restarts the log.
+        writer.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_FRAMES).map_err(storage)?;
         let alive = Arc::new(());
         spawn_checkpointer(path, Arc::downgrade(&alive))?;
         let changes = Arc::new(tokio::sync::Notify::new());
@@ -170,7 +214,19 @@ impl SqliteStore {
             alive,
             path: Arc::new(path.to_path_buf()),
             changes,
+            account: Arc::default(),
         })
+    }
+
+    /// Caches the committed account configuration. Called after each write of it: reading and storing under
+    /// the lock keeps concurrent writers from leaving an older configuration in the cache.
+    fn remember_account(&self) -> Result<AccountConfig> {
+        let mut cached = self.account.write().map_err(|_| Error::Storage("account cache poisoned".into()))?;
+        let config = self.read_now(|tx| {
+            read_account_config(tx)?.ok_or_else(|| Error::Storage("the store was not bootstrapped".into()))
+        })?;
+        *cached = Some(config.clone());
+        Ok(config)
     }
 
     /// Runs `f` inside the next group transaction, in its own savepoint; answers after the group commits.
@@ -179,27 +235,35 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.write_guarded(Guard::Savepoint, f).await
+    }
+
+    /// Runs `f` inside the next group transaction, protected as `guard` says; answers after the group commits.
+    async fn write_guarded<T, F>(&self, guard: Guard, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
         let (answer, answered) = tokio::sync::oneshot::channel::<Result<T>>();
         let job: WriteJob = Box::new(move |conn: &Connection| {
-            let result = conn.execute_cached("SAVEPOINT write", []).map_err(storage).and_then(|_| f(conn));
-            let undone = match &result {
-                Ok(_) => conn.execute_cached("RELEASE write", []),
-                Err(_) => {
-                    conn.execute_cached("ROLLBACK TO write", []).and_then(|_| conn.execute_cached("RELEASE write", []))
+            let (result, spoiled) = match guard {
+                Guard::Savepoint => (run_in_savepoint(conn, f), false),
+                Guard::ChecksFirst => {
+                    let changes_before = conn.total_changes();
+                    let result = f(conn);
+                    let spoiled = result.is_err() && conn.total_changes() != changes_before;
+                    (result, spoiled)
                 }
             };
-            let result = match (result, undone) {
-                (Ok(value), Ok(_)) => Ok(value),
-                (Ok(_), Err(e)) => Err(storage(e)),
-                (Err(e), _) => Err(e),
-            };
-            Box::new(move |failure: Option<&Error>| {
-                let outcome = match failure {
-                    Some(err) => Err(Error::Storage(format!("commit failed: {err}"))),
-                    None => result,
+            let complete: Completion = Box::new(move |failure: Option<&Error>| {
+                let outcome = match (result, failure) {
+                    (Err(own), _) => Err(own),
+                    (Ok(_), Some(err)) => Err(Error::Storage(format!("commit failed: {err}"))),
+                    (Ok(value), None) => Ok(value),
                 };
                 let _ = answer.send(outcome);
-            })
+            });
+            Ran { complete, spoiled }
         });
         self.writes.send(job).map_err(|_| Error::Storage("the writer thread has stopped".into()))?;
         answered.await.map_err(|_| Error::Storage("the write was dropped before it committed".into()))?
@@ -211,7 +275,16 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        self.write(move |conn| {
+        self.write_as_guarded(Guard::Savepoint, origin, service, f).await
+    }
+
+    /// [`SqliteStore::write_as`] with a choice of [`Guard`].
+    async fn write_as_guarded<T, F>(&self, guard: Guard, origin: Origin, service: String, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.write_guarded(guard, move |conn| {
             set_write_context(origin, service);
             f(conn)
         })
@@ -223,6 +296,14 @@ impl SqliteStore {
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.read_now(f)
+    }
+
+    /// [`SqliteStore::read`], for callers that are not async.
+    fn read_now<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> Result<T>,
     {
         READERS.with(|cell| {
             let mut readers = cell.borrow_mut();
@@ -236,9 +317,47 @@ impl SqliteStore {
                     readers.len() - 1
                 }
             };
-            let tx = readers[position].2.transaction().map_err(storage)?;
-            f(&tx)
+            let snapshot = ReadTransaction::begin(&readers[position].2)?;
+            let result = f(snapshot.conn);
+            drop(snapshot);
+            result
         })
+    }
+}
+
+/// Runs `f` in a savepoint of the open transaction: a failure undoes only what `f` did.
+fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    let result = conn.execute_cached("SAVEPOINT write", []).map_err(storage).and_then(|_| f(conn));
+    let undone = match &result {
+        Ok(_) => conn.execute_cached("RELEASE write", []),
+        Err(_) => conn.execute_cached("ROLLBACK TO write", []).and_then(|_| conn.execute_cached("RELEASE write", [])),
+    };
+    match (result, undone) {
+        (Ok(value), Ok(_)) => Ok(value),
+        (Ok(_), Err(e)) => Err(storage(e)),
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// A read transaction begun and ended through cached statements (rusqlite's `Transaction` parses its
+/// `BEGIN` and `COMMIT` on every use); ends itself if the read panics.
+struct ReadTransaction<'c> {
+    conn: &'c Connection,
+}
+
+impl<'c> ReadTransaction<'c> {
+    fn begin(conn: &'c Connection) -> Result<Self> {
+        conn.execute_cached("BEGIN", []).map_err(storage)?;
+        Ok(Self { conn })
+    }
+}
+
+impl Drop for ReadTransaction<'_> {
+    fn drop(&mut self) {
+        // A read changes nothing, so ending it either way is the same; a failure leaves SQLite to roll back.
+        if self.conn.execute_cached("COMMIT", []).is_err() {
+            let _ = self.conn.execute_cached("ROLLBACK", []);
+        }
     }
 }
 
@@ -289,6 +408,18 @@ fn append_event(
     data: &serde_json::Value,
     at: OffsetDateTime,
 ) -> Result<i64> {
+    append_event_json(tx, stream, kind, subject, &data.to_string(), at)
+}
+
+/// [`append_event`] with the event's data already serialised.
+fn append_event_json(
+    tx: &Connection,
+    stream: &str,
+    kind: EventKind,
+    subject: &str,
+    data: &str,
+    at: OffsetDateTime,
+) -> Result<i64> {
     let seq: i64 = tx
         .prepare_cached(
             "INSERT INTO streams(stream, last_seq) VALUES (?1, 1) \
@@ -309,7 +440,7 @@ fn append_event(
                     seq,
                     kind.as_str(),
                     subject,
-                    data.to_string(),
+                    data,
                     ms(at),
                     service,
                     origin.source.as_str(),
@@ -880,10 +1011,14 @@ impl Store for SqliteStore {
             read_account_config(tx)?
                 .ok_or_else(|| Error::Storage("account configuration missing after bootstrap".into()))
         })
-        .await
+        .await?;
+        self.remember_account()
     }
 
     async fn account_config(&self) -> Result<AccountConfig> {
+        if let Some(config) = self.account.read().ok().and_then(|cached| cached.clone()) {
+            return Ok(config);
+        }
         self.read(|tx| read_account_config(tx)?.ok_or_else(|| Error::Storage("the store was not bootstrapped".into())))
             .await
     }
@@ -919,9 +1054,10 @@ impl Store for SqliteStore {
                 )
                 .map_err(storage)?;
             }
-            read_account_config(tx)?.ok_or_else(|| Error::Storage("the store was not bootstrapped".into()))
+            Ok(())
         })
-        .await
+        .await?;
+        self.remember_account()
     }
 
     async fn create_service(&self, new: NewService) -> Result<Service> {
@@ -1419,7 +1555,10 @@ impl Store for SqliteStore {
         origin: &Origin,
     ) -> Result<Message> {
         let (service, conv) = (service.clone(), conv.clone());
-        self.write_as(origin.clone(), service.to_string(), move |tx| {
+        // Attaching media checks sizes after the message row exists, so only a message without media can skip
+        // its savepoint; everything else below is checked before the first change.
+        let guard = if new.media.is_empty() { Guard::ChecksFirst } else { Guard::Savepoint };
+        self.write_as_guarded(guard, origin.clone(), service.to_string(), move |tx| {
             let (conv_id, current) = find_conversation(tx, &service, &conv)?;
             if let Some(key) = &new.idempotency_key {
                 let earlier: Option<String> = tx
@@ -1494,12 +1633,17 @@ impl Store for SqliteStore {
             let reactivated = current.state == ConversationState::Inactive;
             let state = if reactivated { ConversationState::Active } else { current.state };
             let timers = arm_timers(state, current.timers.inactive_after, current.timers.closed_after, new.now);
-            tx.execute_cached(
-                "UPDATE conversations SET state = ?1, state_updated = CASE WHEN ?2 THEN ?3 ELSE state_updated END, \
-                 date_inactive = ?4, date_closed = ?5 WHERE id = ?6",
-                params![state.as_str(), reactivated, ms(new.now), opt_ms(timers.date_inactive), opt_ms(timers.date_closed), conv_id],
-            )
-            .map_err(storage)?;
+            // Without timers an active conversation's row stays as it is: no write.
+            let unchanged = !reactivated && timers.date_inactive.is_none() && timers.date_closed.is_none()
+                && current.timers.date_inactive.is_none() && current.timers.date_closed.is_none();
+            if !unchanged {
+                tx.execute_cached(
+                    "UPDATE conversations SET state = ?1, state_updated = CASE WHEN ?2 THEN ?3 ELSE state_updated END, \
+                     date_inactive = ?4, date_closed = ?5 WHERE id = ?6",
+                    params![state.as_str(), reactivated, ms(new.now), opt_ms(timers.date_inactive), opt_ms(timers.date_closed), conv_id],
+                )
+                .map_err(storage)?;
+            }
             // The row as written, without reading it back (times at the stored millisecond precision).
             let at_ms = |t: OffsetDateTime| palaver_core::clock::from_unix_millis(ms(t));
             let created = Message {
@@ -1518,7 +1662,7 @@ impl Store for SqliteStore {
                 date_created: at_ms(new.date_created),
                 date_updated: new.date_updated.map(at_ms),
             };
-            append_event(tx, current.sid.as_str(), EventKind::MessageAdded, created.sid.as_str(), &event::message_snapshot(&created), new.now)?;
+            append_event_json(tx, current.sid.as_str(), EventKind::MessageAdded, created.sid.as_str(), &event::message_snapshot_json(&created), new.now)?;
             if reactivated {
                 let updated = conversation_by_id(tx, conv_id)?;
                 append_event(tx, current.sid.as_str(), EventKind::ConversationStateUpdated, current.sid.as_str(), &event::conversation_snapshot(&updated), new.now)?;
