@@ -135,6 +135,9 @@ pub struct Conversation {
     pub last_message_date: Option<OffsetDateTime>,
     /// Number of messages that exist now.
     pub messages_count: i64,
+    /// The index the next message will get (indices are never reused, so every message ever added to the
+    /// conversation has a lower one).
+    pub next_message_index: i64,
     /// Number of participants.
     pub participants_count: i64,
 }

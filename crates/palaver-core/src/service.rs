@@ -519,6 +519,7 @@ impl Palaver {
             last_message_index: None,
             last_message_date: None,
             messages_count: 0,
+            next_message_index: 0,
             participants_count: 0,
         }
     }

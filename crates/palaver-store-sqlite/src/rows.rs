@@ -87,6 +87,7 @@ pub(crate) fn conversation(row: &Row<'_>, at: usize) -> rusqlite::Result<(i64, C
             last_message_index: row.get(at + 20)?,
             last_message_date: opt_time_col(row, at + 21)?,
             messages_count: next_index - deleted,
+            next_message_index: next_index,
             participants_count: row.get(at + 22)?,
         },
     ))

@@ -239,6 +239,21 @@ pub(super) struct Connection {
     unread_dirty: HashSet<String>,
     /// The unread count last pushed per conversation, to push only changes.
     unread_sent: HashMap<String, Option<i64>>,
+    /// The caller's unread count per conversation, kept current from the events this session forwards, so a
+    /// push reads the database only the first time and after a removal or a horizon change.
+    unread_tally: HashMap<String, UnreadTally>,
+}
+
+/// What a session knows of its unread count in one conversation.
+#[derive(Debug, Clone, Copy)]
+struct UnreadTally {
+    /// The caller's read horizon.
+    horizon: Option<i64>,
+    /// The unread count (none while the caller has no read horizon).
+    count: Option<i64>,
+    /// Every message with a lower index is in `count` (indices are never reused, so a message added event at
+    /// or above it is a message not counted yet, whenever the feed delivers it).
+    counted_below: i64,
 }
 
 /// Requests of one session that may run at once; the socket is not read while this many are running.
@@ -285,6 +300,7 @@ impl Connection {
             too_slow: false,
             unread_dirty: HashSet::new(),
             unread_sent: HashMap::new(),
+            unread_tally: HashMap::new(),
         };
         // Positions first, then the membership list: events committed in between are replayed or come live.
         connection.delivered.insert(user_stream.clone(), connection.position(&user_stream).await);
@@ -352,18 +368,23 @@ impl Connection {
         let mut idle_check = tokio::time::interval(Duration::from_secs(5));
         let mut unread_tick = tokio::time::interval(UNREAD_INTERVAL);
         let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
-        let mut deadlines = (self.token.expires_at, self.token_warning_time(), self.token_expiry_time());
+        let mut armed_for = self.token.expires_at;
+        // Armed once and reset only when the token changes: a timer made per loop turn (per event) costs a
+        // timer-wheel insertion and removal every time.
+        let warn = tokio::time::sleep_until(self.token_warning_time());
+        let expire = tokio::time::sleep_until(self.token_expiry_time());
+        tokio::pin!(warn, expire);
         unread_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if self.too_slow {
                 self.out.frame(&ServerFrame::Closing { reason: "too_slow".into() }).await;
                 return Ending::Close(realtime::CLOSE_TOO_SLOW, "too slow");
             }
-            // Recomputed only when the token changes: reading the clock on every frame is measurable.
-            if deadlines.0 != self.token.expires_at {
-                deadlines = (self.token.expires_at, self.token_warning_time(), self.token_expiry_time());
+            if armed_for != self.token.expires_at {
+                armed_for = self.token.expires_at;
+                warn.as_mut().reset(self.token_warning_time());
+                expire.as_mut().reset(self.token_expiry_time());
             }
-            let (_, warn_at, expire_at) = deadlines;
             tokio::select! {
                 Some((id, result)) = in_flight.next(), if !in_flight.is_empty() => {
                     if !self.out.reply(id, result).await {
@@ -413,11 +434,11 @@ impl Connection {
                         self.forward_typing(&notice).await;
                     }
                 }
-                () = tokio::time::sleep_until(warn_at), if !self.token_warned => {
+                () = &mut warn, if !self.token_warned => {
                     self.token_warned = true;
                     self.out.frame(&ServerFrame::TokenAboutToExpire { expires_at: palaver_core::event::rfc3339(self.token.expires_at) }).await;
                 }
-                () = tokio::time::sleep_until(expire_at) => {
+                () = &mut expire => {
                     self.out.frame(&ServerFrame::Closing { reason: "token_expired".into() }).await;
                     return Ending::Close(realtime::CLOSE_TOKEN_EXPIRED, "token expired");
                 }
@@ -481,7 +502,12 @@ impl Connection {
             self.too_slow = true;
             return;
         }
-        self.delivered.insert(event.stream.clone(), event.seq);
+        match self.delivered.get_mut(&event.stream) {
+            Some(position) => *position = event.seq,
+            None => {
+                self.delivered.insert(event.stream.clone(), event.seq);
+            }
+        }
         if event.stream == self.user_stream {
             self.on_user_event(event).await;
         } else if self.joined.contains(&event.stream) {
@@ -504,6 +530,7 @@ impl Connection {
             EventKind::UserConversationLeft => {
                 self.unread_sent.remove(&conv);
                 self.unread_dirty.remove(&conv);
+                self.unread_tally.remove(&conv);
                 self.joined.remove(&conv);
                 self.subscribed.remove(&conv);
                 self.delivered.remove(&conv);
@@ -513,29 +540,68 @@ impl Connection {
     }
 
     async fn on_conversation_event(&mut self, event: &palaver_core::event::Event) {
-        let mine = match event.kind {
-            EventKind::MessageAdded | EventKind::MessageRemoved => true,
+        let changes_unread = match event.kind {
+            EventKind::MessageAdded => {
+                let index = event.data.get("index").and_then(|v| v.as_i64());
+                match (self.unread_tally.get_mut(&event.stream), index) {
+                    (Some(tally), Some(index)) => {
+                        if index >= tally.counted_below {
+                            tally.count = tally.count.map(|count| count + 1);
+                            tally.counted_below = index + 1;
+                        }
+                    }
+                    (Some(_), None) => {
+                        self.unread_tally.remove(&event.stream);
+                    }
+                    (None, _) => {}
+                }
+                true
+            }
+            // Whether a removed message was counted depends on when the count was read: read it again.
+            EventKind::MessageRemoved => {
+                self.unread_tally.remove(&event.stream);
+                true
+            }
             EventKind::ParticipantUpdated => {
-                event.data.get("identity").and_then(|v| v.as_str()) == Some(self.session.identity().as_str())
+                let mine =
+                    event.data.get("identity").and_then(|v| v.as_str()) == Some(self.session.identity().as_str());
+                if mine {
+                    self.unread_tally.remove(&event.stream);
+                }
+                mine
             }
             _ => false,
         };
-        if mine {
+        if changes_unread && !self.unread_dirty.contains(&event.stream) {
             self.unread_dirty.insert(event.stream.clone());
         }
     }
 
     /// Sends the caller's current unread count in a conversation, if it changed since the last one sent.
     pub(super) async fn push_unread(&mut self, conversation: &str) {
-        let Ok(uc) = self.session.user_conversation(&ConversationRef::parse(conversation)).await else { return };
-        if self.unread_sent.get(conversation) == Some(&uc.unread_messages_count) {
+        let tally = match self.unread_tally.get(conversation) {
+            Some(tally) => *tally,
+            None => {
+                let Ok(uc) = self.session.user_conversation(&ConversationRef::parse(conversation)).await else {
+                    return;
+                };
+                let tally = UnreadTally {
+                    horizon: uc.participant.last_read_message_index,
+                    count: uc.unread_messages_count,
+                    counted_below: uc.conversation.next_message_index,
+                };
+                self.unread_tally.insert(conversation.to_string(), tally);
+                tally
+            }
+        };
+        if self.unread_sent.get(conversation) == Some(&tally.count) {
             return;
         }
-        self.unread_sent.insert(conversation.to_string(), uc.unread_messages_count);
+        self.unread_sent.insert(conversation.to_string(), tally.count);
         let frame = ServerFrame::Unread(UnreadFrame {
             conversation_sid: conversation.to_string(),
-            unread_messages_count: uc.unread_messages_count,
-            last_read_message_index: uc.participant.last_read_message_index,
+            unread_messages_count: tally.count,
+            last_read_message_index: tally.horizon,
         });
         if !self.out.frame(&frame).await {
             self.too_slow = true;

@@ -408,3 +408,44 @@ async fn pipelined_requests_all_get_their_own_replies() {
     let (_, messages) = api.get(&format!("/v1/Conversations/{sid}/Messages?PageSize=100")).await;
     assert_eq!(messages["messages"].as_array().unwrap().len(), 20);
 }
+
+/// The pushed unread count follows messages, removals and horizon moves exactly, including messages sent
+/// through REST and a burst that arrives between two pushes.
+#[tokio::test]
+async fn pushed_unread_counts_stay_exact_through_bursts_removals_and_horizon_moves() {
+    let api = Api::start().await;
+    let (mut alice, _) = Raw::connect(&api, "alice").await;
+    let (mut bob, _) = Raw::connect(&api, "bob").await;
+    let sid = conversation_with(&mut alice, &["bob"]).await;
+    bob.wait_for("joined", is_event("user.conversation_joined")).await;
+    let first = alice.call("send_message", json!({"conversation": sid, "body": "m0"})).await.unwrap();
+    assert_eq!(first["index"], 0);
+    bob.call("set_read_horizon", json!({"conversation": sid, "index": 0})).await.unwrap();
+    bob.wait_for("unread 0", |f| f["type"] == "unread" && f["unread_messages_count"] == 0).await;
+
+    let mut sids = Vec::new();
+    for i in 1..=12 {
+        let sent = alice.call("send_message", json!({"conversation": sid, "body": format!("m{i}")})).await.unwrap();
+        sids.push(sent["sid"].as_str().unwrap().to_string());
+    }
+    let (status, _) =
+        api.post(&format!("/v1/Conversations/{sid}/Messages"), &[("Body", "by rest"), ("Author", "alice")]).await;
+    assert_eq!(status, 201);
+    let unread = bob.wait_for("unread 13", |f| f["type"] == "unread" && f["unread_messages_count"] == 13).await;
+    assert_eq!(unread["last_read_message_index"], 0);
+
+    // Removing a message above the horizon lowers the count; the pushed count agrees with a fresh read.
+    bob.drain(Duration::from_millis(300)).await;
+    alice.call("remove_message", json!({"conversation": sid, "message": sids[4]})).await.unwrap();
+    bob.wait_for("unread 12", |f| f["type"] == "unread" && f["unread_messages_count"] == 12).await;
+    let read = bob.call("get_unread_count", json!({"conversation": sid})).await.unwrap();
+    assert_eq!(read["unread_messages_count"], 12);
+
+    // Moving the horizon to index 6 leaves indices 7..=13 unread: seven messages.
+    bob.call("set_read_horizon", json!({"conversation": sid, "index": 6})).await.unwrap();
+    let unread = bob.wait_for("unread 7", |f| f["type"] == "unread" && f["last_read_message_index"] == 6).await;
+    assert_eq!(unread["unread_messages_count"], 7);
+    alice.call("send_message", json!({"conversation": sid, "body": "one more"})).await.unwrap();
+    let unread = bob.wait_for("unread 8", |f| f["type"] == "unread" && f["unread_messages_count"] == 8).await;
+    assert_eq!(unread["last_read_message_index"], 6);
+}
