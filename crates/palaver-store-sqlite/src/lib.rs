@@ -1426,7 +1426,8 @@ impl Store for SqliteStore {
         origin: &Origin,
     ) -> Result<Participant> {
         let (service, conv, p) = (service.clone(), conv.clone(), p.clone());
-        self.write_as(origin.clone(), service.to_string(), move |tx| {
+        // Every check (state, participant, role, identity) comes before the one UPDATE: no savepoint needed.
+        self.write_as_guarded(Guard::ChecksFirst, origin.clone(), service.to_string(), move |tx| {
             let (conv_id, current_conv) = find_conversation(tx, &service, &conv)?;
             // Reading a closed conversation is still reading: horizons and notification levels may change.
             let only_reading = patch.attributes.is_none()
