@@ -6,13 +6,28 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::{BenchError, Result};
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value>>>>>;
+/// Waiters for replies, by request id; each gets the reply frame's text and parses what it needs.
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Utf8Bytes>>>>;
+
+/// The part of a reply frame needed to route it (the rest is skipped without building anything).
+#[derive(serde::Deserialize)]
+struct ReplyHead {
+    reply_to: u64,
+}
+
+/// A reply frame with its result read as `T`.
+#[derive(serde::Deserialize)]
+struct ReplyFrame<T> {
+    result: Option<T>,
+    error: Option<Value>,
+}
 
 /// Called with the text of every non-reply frame, on the connection's reader task (each scenario parses only
 /// what it needs: with a thousand listeners, parsing whole frames was most of the load generator's work).
@@ -70,17 +85,10 @@ impl Conn {
                     }
                     continue;
                 }
-                let Ok(frame) = serde_json::from_str::<Value>(&text) else { continue };
-                if frame["type"] == "reply" {
-                    let id = frame["reply_to"].as_u64().unwrap_or(0);
-                    let waiter = replies.lock().ok().and_then(|mut p| p.remove(&id));
-                    if let Some(waiter) = waiter {
-                        let result = match frame.get("error") {
-                            Some(e) if !e.is_null() => Err(BenchError::Request(e.to_string())),
-                            _ => Ok(frame["result"].clone()),
-                        };
-                        let _ = waiter.send(result);
-                    }
+                let Ok(head) = serde_json::from_str::<ReplyHead>(&text) else { continue };
+                let waiter = replies.lock().ok().and_then(|mut p| p.remove(&head.reply_to));
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(text);
                 }
             }
             // Fail whatever is still waiting.
@@ -95,11 +103,23 @@ impl Conn {
 
     /// Sends a request and waits for its result.
     pub(crate) async fn call(&self, method: &str, params: Value) -> Result<Value> {
+        Ok(self.call_as::<Value>(method, params).await?.unwrap_or(Value::Null))
+    }
+
+    /// Sends a request and waits for its result, read as `T` (a type with only the fields the caller uses
+    /// is parsed without allocating the rest; `IgnoredAny` only checks for an error).
+    pub(crate) async fn call_as<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<Option<T>> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (answer, answered) = oneshot::channel();
         self.pending.lock().map_err(|_| BenchError::Request("poisoned".into()))?.insert(id, answer);
         let frame = json!({"id": id, "method": method, "params": params}).to_string();
         self.outgoing.send(Message::Text(frame.into())).map_err(|_| BenchError::Request("connection closed".into()))?;
-        answered.await.map_err(|_| BenchError::Request("connection closed before the reply".into()))?
+        let text = answered.await.map_err(|_| BenchError::Request("connection closed before the reply".into()))?;
+        let reply: ReplyFrame<T> =
+            serde_json::from_str(&text).map_err(|e| BenchError::Request(format!("unreadable reply: {e}")))?;
+        match reply.error {
+            Some(error) if !error.is_null() => Err(BenchError::Request(error.to_string())),
+            _ => Ok(reply.result),
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
 use crate::proto::{Conn, OnFrame};
@@ -137,7 +138,11 @@ async fn send_many(conns: &[Conn], conv: &str, count: u64, window: usize, bar: &
                 let mut h = histogram();
                 while remaining.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
                     let started = Instant::now();
-                    conn.call("send_message", json!({"conversation": conv, "body": "benchmark message body"})).await?;
+                    conn.call_as::<IgnoredAny>(
+                        "send_message",
+                        json!({"conversation": conv, "body": "benchmark message body"}),
+                    )
+                    .await?;
                     h.saturating_record(started.elapsed().as_micros() as u64);
                     bar.inc(1);
                 }
@@ -245,7 +250,9 @@ async fn fanout(target: &Target, w: &Workload) -> Result<Report> {
         // The rate is fixed: a send does not wait for the one before it to be acknowledged.
         let (sender, conv, bar) = (sender.clone(), conv.clone(), bar.clone());
         sends.spawn(async move {
-            sender.call("send_message", json!({"conversation": conv, "body": micros_now().to_string()})).await?;
+            sender
+                .call_as::<IgnoredAny>("send_message", json!({"conversation": conv, "body": micros_now().to_string()}))
+                .await?;
             bar.inc(1);
             Ok::<_, BenchError>(())
         });
@@ -311,6 +318,22 @@ async fn fill(target: &Target, conv: &str, identity: &str, count: u64) -> Result
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
+/// What a history reader reads of a page: the items' indices and whether there is more.
+#[derive(serde::Deserialize)]
+struct HistoryPage {
+    items: Vec<PageItem>,
+    #[serde(default)]
+    has_older: bool,
+    #[serde(default)]
+    has_newer: bool,
+}
+
+/// A message of a page, of which the reader needs only the index.
+#[derive(serde::Deserialize)]
+struct PageItem {
+    index: i64,
+}
+
 async fn history(target: &Target, w: &Workload) -> Result<Report> {
     let http = reqwest::Client::new();
     let conv = conversation(&http, target, &["historian".to_string()]).await?;
@@ -335,26 +358,26 @@ async fn history(target: &Target, w: &Workload) -> Result<Report> {
                 let mut latency = histogram();
                 loop {
                     let t = Instant::now();
-                    let page = conn
-                        .call(
+                    let page: HistoryPage = conn
+                        .call_as(
                             "get_messages",
                             json!({"conversation": conv, "page_size": 30, "anchor": anchor, "direction": direction}),
                         )
-                        .await?;
+                        .await?
+                        .ok_or_else(|| BenchError::Request("a page without a result".into()))?;
                     latency.saturating_record(t.elapsed().as_micros() as u64);
                     bar.inc(1);
-                    let items = page["items"].as_array().cloned().unwrap_or_default();
-                    let (Some(first), Some(last)) = (items.first(), items.last()) else { break };
+                    let (Some(first), Some(last)) = (page.items.first(), page.items.last()) else { break };
                     if direction == "backwards" {
-                        if page["has_older"] != true {
+                        if !page.has_older {
                             break;
                         }
-                        anchor = Some(first["index"].as_i64().unwrap_or(0) - 1);
+                        anchor = Some(first.index - 1);
                     } else {
-                        if page["has_newer"] != true {
+                        if !page.has_newer {
                             break;
                         }
-                        anchor = Some(last["index"].as_i64().unwrap_or(0) + 1);
+                        anchor = Some(last.index + 1);
                     }
                 }
                 Ok::<_, BenchError>(latency)
@@ -468,10 +491,10 @@ async fn unread(target: &Target, w: &Workload) -> Result<Report> {
                 while Instant::now() < deadline {
                     i = (i * 7919 + 104_729) % (last + 1);
                     let t = Instant::now();
-                    conn.call("set_read_horizon", json!({"conversation": conv, "index": i})).await?;
+                    conn.call_as::<IgnoredAny>("set_read_horizon", json!({"conversation": conv, "index": i})).await?;
                     updates.saturating_record(t.elapsed().as_micros() as u64);
                     let t = Instant::now();
-                    conn.call("get_unread_count", json!({"conversation": conv})).await?;
+                    conn.call_as::<IgnoredAny>("get_unread_count", json!({"conversation": conv})).await?;
                     reads.saturating_record(t.elapsed().as_micros() as u64);
                 }
                 Ok::<_, BenchError>((updates, reads))

@@ -542,9 +542,12 @@ impl UserSession {
     /// # Errors
     /// Not a participant.
     pub async fn user_conversation(&self, conv: &ConversationRef) -> Result<UserConversation> {
-        let conversation = self.palaver.conversation(&self.service, conv).await?;
-        match self.palaver.user_conversation(&self.service, &self.user_ref(), &Self::sid_ref(&conversation.sid)).await {
-            Err(Error::NotFound { .. }) => Err(Error::NotAParticipant(conversation.sid.to_string())),
+        match self.palaver.user_conversation(&self.service, &self.user_ref(), conv).await {
+            Err(Error::NotFound { .. }) => {
+                // Only on failure: tell a missing conversation from one the caller is not in.
+                let conversation = self.palaver.conversation(&self.service, conv).await?;
+                Err(Error::NotAParticipant(conversation.sid.to_string()))
+            }
             other => other,
         }
     }
