@@ -76,6 +76,11 @@ macro_rules! define_sid {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// The SID's text, without copying it.
+            pub fn into_string(self) -> String {
+                self.0
+            }
         }
 
         impl fmt::Display for $name {

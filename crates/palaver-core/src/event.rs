@@ -177,9 +177,35 @@ pub struct Event {
 
 /// RFC 3339 with milliseconds, the realtime protocol's date format.
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    t.to_offset(time::UtcOffset::UTC).format(&format).unwrap_or_default()
+    let t = t.to_offset(time::UtcOffset::UTC);
+    if !(0..=9999).contains(&t.year()) {
+        let format =
+            time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+        return t.format(&format).unwrap_or_default();
+    }
+    // Written digit by digit: every message carries two dates, and the general formatter was a visible part
+    // of serialising a page of history.
+    fn push_digits(out: &mut String, value: u32, width: u32) {
+        for place in (0..width).rev() {
+            out.push(char::from(b'0' + (value / 10u32.pow(place) % 10) as u8));
+        }
+    }
+    let mut out = String::with_capacity(24);
+    push_digits(&mut out, t.year() as u32, 4);
+    out.push('-');
+    push_digits(&mut out, u32::from(u8::from(t.month())), 2);
+    out.push('-');
+    push_digits(&mut out, u32::from(t.day()), 2);
+    out.push('T');
+    push_digits(&mut out, u32::from(t.hour()), 2);
+    out.push(':');
+    push_digits(&mut out, u32::from(t.minute()), 2);
+    out.push(':');
+    push_digits(&mut out, u32::from(t.second()), 2);
+    out.push('.');
+    push_digits(&mut out, u32::from(t.millisecond()), 3);
+    out.push('Z');
+    out
 }
 
 /// A conversation as the realtime protocol describes it.
@@ -250,6 +276,25 @@ pub fn message_info(m: &Message) -> realtime::MessageInfo {
     }
 }
 
+/// [`message_info`] for a message that is no longer needed: its strings move instead of being copied.
+pub fn message_info_owned(m: Message) -> realtime::MessageInfo {
+    realtime::MessageInfo {
+        sid: m.sid.into_string(),
+        conversation_sid: m.conversation_sid.into_string(),
+        index: m.index,
+        author: m.author,
+        body: m.body,
+        subject: m.subject,
+        attributes: m.attributes.into_string(),
+        participant_sid: m.participant_sid.map(|p| p.into_string()),
+        content_sid: m.content_sid,
+        media: m.media,
+        delivery: m.delivery.map(|d| d.aggregate()),
+        date_created: rfc3339(m.date_created),
+        date_updated: m.date_updated.map(rfc3339),
+    }
+}
+
 /// A user as the realtime protocol describes it.
 pub fn user_info(u: &User) -> realtime::UserInfo {
     realtime::UserInfo {
@@ -304,4 +349,21 @@ pub fn user_conversation_snapshot(c: &Conversation, p: &Participant, joined_at_s
         participant: participant_info(p),
         joined_at_seq,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn dates_are_written_like_the_general_formatter_writes_them() {
+        let format =
+            time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+        for unix_ms in [0_i64, 1_234, 951_782_400_999, 1_764_633_600_000, 253_402_300_799_999] {
+            let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000).unwrap();
+            assert_eq!(rfc3339(t), t.format(&format).unwrap(), "{unix_ms}");
+        }
+        let offset = time::macros::datetime!(2026-12-02 23:30:05.042 -02:00);
+        assert_eq!(rfc3339(offset), "2026-12-03T01:30:05.042Z");
+    }
 }

@@ -65,6 +65,11 @@ impl Attributes {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The JSON text, without copying it.
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 impl Default for Attributes {

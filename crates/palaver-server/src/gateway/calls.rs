@@ -3,7 +3,7 @@
 
 use palaver_api::realtime::{self, Call, Direction, GetMessagesParams, SendMessageParams};
 use palaver_api::sid::MessageSid;
-use palaver_core::event::{conversation_info, message_info, participant_info, user_info};
+use palaver_core::event::{conversation_info, message_info, message_info_owned, participant_info, user_info};
 use palaver_core::input::*;
 use palaver_core::model::{BindingKind, MessagingBinding, UserConversation};
 use palaver_core::service::{AddParticipant, CreateConversation, ParticipantKind, PostMessage};
@@ -401,7 +401,7 @@ async fn get_messages(session: &UserSession, params: GetMessagesParams) -> CallR
         (Direction::Forward, None) => (false, None),
     };
     let page = session.messages(&conv, PageQuery { size, cursor, descending }).await?;
-    let mut items: Vec<_> = page.items.iter().map(message_info).collect();
+    let mut items: Vec<_> = page.items.into_iter().map(message_info_owned).collect();
     items.sort_by_key(|m| m.index);
     let first = items.first().map(|m| m.index);
     let last = items.last().map(|m| m.index);
