@@ -347,6 +347,10 @@ struct ReadTransaction<'c> {
 
 impl<'c> ReadTransaction<'c> {
     fn begin(conn: &'c Connection) -> Result<Self> {
+        // A transaction left open (an earlier end that failed) would make every later read on this thread fail.
+        if !conn.is_autocommit() {
+            let _ = conn.execute_cached("ROLLBACK", []);
+        }
         conn.execute_cached("BEGIN", []).map_err(storage)?;
         Ok(Self { conn })
     }
