@@ -795,6 +795,20 @@ impl Palaver {
         self.store.list_messages(service, conv, page).await
     }
 
+    /// A page of messages and whether any message lies before its first item (see
+    /// [`Store::list_messages_and_lead`]).
+    ///
+    /// # Errors
+    /// When the conversation does not exist.
+    pub async fn list_messages_and_lead(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        page: PageQuery,
+    ) -> Result<(Page<Message>, bool)> {
+        self.store.list_messages_and_lead(service, conv, page).await
+    }
+
     /// Changes a message.
     ///
     /// # Errors

@@ -446,6 +446,15 @@ impl UserSession {
         self.palaver.list_messages(&self.service, &Self::sid_ref(&conversation_sid), page).await
     }
 
+    /// A page of messages and whether any message lies before its first item, in one read.
+    ///
+    /// # Errors
+    /// Not a participant.
+    pub async fn messages_and_lead(&self, conv: &ConversationRef, page: PageQuery) -> Result<(Page<Message>, bool)> {
+        let (conversation_sid, _, _) = self.require_participant(conv).await?;
+        self.palaver.list_messages_and_lead(&self.service, &Self::sid_ref(&conversation_sid), page).await
+    }
+
     /// Edits a message's body and/or attributes.
     ///
     /// # Errors

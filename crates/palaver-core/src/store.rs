@@ -492,6 +492,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         conv: &ConversationRef,
         page: PageQuery,
     ) -> Result<Page<Message>>;
+    /// Like [`Store::list_messages`], read in the same snapshot as whether any message lies before the page's
+    /// first item in list order (a newer one for a newest-first page, an older one otherwise); `false` for an
+    /// empty page. Realtime history pages report both ends from it.
+    async fn list_messages_and_lead(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        page: PageQuery,
+    ) -> Result<(Page<Message>, bool)>;
     /// Changes a message.
     async fn update_message(
         &self,

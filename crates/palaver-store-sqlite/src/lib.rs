@@ -509,6 +509,26 @@ fn keyset_page<T>(
     Ok(Page { items, next, previous })
 }
 
+/// One page of a conversation's messages, with the conversation's row id.
+fn message_page(
+    tx: &Connection,
+    service: &ServiceSid,
+    conv: &ConversationRef,
+    page: PageQuery,
+) -> Result<(i64, Page<Message>)> {
+    let (conv_id, current) = find_conversation(tx, service, conv)?;
+    let listed = keyset_page(
+        tx,
+        &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?"),
+        "idx",
+        vec![SqlValue::Integer(conv_id)],
+        page,
+        |r| message(r, &current),
+        |m| m.index,
+    )?;
+    Ok((conv_id, listed))
+}
+
 fn find_service(tx: &Connection, sid: &ServiceSid) -> Result<Service> {
     tx.query_row_cached(&format!("SELECT {SERVICE_COLUMNS} FROM services WHERE sid = ?1"), params![sid.as_str()], |r| {
         service(r).map(|(_, s)| s)
@@ -1693,17 +1713,26 @@ impl Store for SqliteStore {
         page: PageQuery,
     ) -> Result<Page<Message>> {
         let (service, conv) = (service.clone(), conv.clone());
+        self.read(move |tx| message_page(tx, &service, &conv, page).map(|(_, listed)| listed)).await
+    }
+
+    async fn list_messages_and_lead(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        page: PageQuery,
+    ) -> Result<(Page<Message>, bool)> {
+        let (service, conv) = (service.clone(), conv.clone());
         self.read(move |tx| {
-            let (conv_id, current) = find_conversation(tx, &service, &conv)?;
-            keyset_page(
-                tx,
-                &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?"),
-                "idx",
-                vec![SqlValue::Integer(conv_id)],
-                page,
-                |r| message(r, &current),
-                |m| m.index,
-            )
+            let (conv_id, listed) = message_page(tx, &service, &conv, page)?;
+            let Some(first) = listed.items.first().map(|m| m.index) else { return Ok((listed, false)) };
+            let sql = if page.descending {
+                "SELECT EXISTS(SELECT 1 FROM messages WHERE conversation_id = ?1 AND idx > ?2)"
+            } else {
+                "SELECT EXISTS(SELECT 1 FROM messages WHERE conversation_id = ?1 AND idx < ?2)"
+            };
+            let lead: bool = tx.query_row_cached(sql, params![conv_id, first], |r| r.get(0)).map_err(storage)?;
+            Ok((listed, lead))
         })
         .await
     }

@@ -400,37 +400,16 @@ async fn get_messages(session: &UserSession, params: GetMessagesParams) -> CallR
         (Direction::Forward, Some(a)) => (false, Some(Cursor { backwards: false, key: a - 1 })),
         (Direction::Forward, None) => (false, None),
     };
-    let page = session.messages(&conv, PageQuery { size, cursor, descending }).await?;
+    // The page and whether anything lies beyond its far end (newer for a backwards page, older for a forward
+    // one), read together; the near end is the page's own `next`.
+    let (page, lead) = session.messages_and_lead(&conv, PageQuery { size, cursor, descending }).await?;
     let mut items: Vec<_> = page.items.into_iter().map(message_info_owned).collect();
     items.sort_by_key(|m| m.index);
-    let first = items.first().map(|m| m.index);
-    let last = items.last().map(|m| m.index);
-    // Whether anything exists beyond each end of the page.
     let (has_older, has_newer) = match params.direction {
-        Direction::Backwards => (
-            page.next.is_some(),
-            match last {
-                Some(last) => exists_beyond(session, &conv, last, false).await?,
-                None => false,
-            },
-        ),
-        Direction::Forward => (
-            match first {
-                Some(first) => exists_beyond(session, &conv, first, true).await?,
-                None => false,
-            },
-            page.next.is_some(),
-        ),
+        Direction::Backwards => (page.next.is_some(), lead),
+        Direction::Forward => (lead, page.next.is_some()),
     };
     ok(realtime::MessagesPage { items, has_older, has_newer })
-}
-
-/// Whether a message exists before (`older`) or after the index.
-async fn exists_beyond(session: &UserSession, conv: &ConversationRef, index: i64, older: bool) -> ApiResult<bool> {
-    let page = session
-        .messages(conv, PageQuery { size: 1, cursor: Some(Cursor { backwards: false, key: index }), descending: older })
-        .await?;
-    Ok(!page.items.is_empty())
 }
 
 async fn get_recipients(

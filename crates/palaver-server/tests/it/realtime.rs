@@ -288,6 +288,17 @@ async fn message_pages_are_ascending_with_an_inclusive_anchor() {
     assert_eq!((newest["has_older"].as_bool(), newest["has_newer"].as_bool()), (Some(true), Some(false)));
     let older = alice.call("get_messages", json!({"conversation": sid, "page_size": 3, "anchor": 6})).await.unwrap();
     assert_eq!(indices(&older), [4, 5, 6]);
+    assert_eq!((older["has_older"].as_bool(), older["has_newer"].as_bool()), (Some(true), Some(true)));
+    let first_page =
+        alice.call("get_messages", json!({"conversation": sid, "page_size": 3, "direction": "forward"})).await.unwrap();
+    assert_eq!(indices(&first_page), [0, 1, 2]);
+    assert_eq!((first_page["has_older"].as_bool(), first_page["has_newer"].as_bool()), (Some(false), Some(true)));
+    let last_page = alice
+        .call("get_messages", json!({"conversation": sid, "page_size": 5, "anchor": 8, "direction": "forward"}))
+        .await
+        .unwrap();
+    assert_eq!(indices(&last_page), [8, 9]);
+    assert_eq!((last_page["has_older"].as_bool(), last_page["has_newer"].as_bool()), (Some(true), Some(false)));
     let forward = alice
         .call("get_messages", json!({"conversation": sid, "page_size": 4, "anchor": 2, "direction": "forward"}))
         .await
@@ -296,7 +307,7 @@ async fn message_pages_are_ascending_with_an_inclusive_anchor() {
     assert_eq!((forward["has_older"].as_bool(), forward["has_newer"].as_bool()), (Some(true), Some(true)));
     let oldest = alice.call("get_messages", json!({"conversation": sid, "page_size": 5, "anchor": 1})).await.unwrap();
     assert_eq!(indices(&oldest), [0, 1]);
-    assert_eq!(oldest["has_older"], false);
+    assert_eq!((oldest["has_older"].as_bool(), oldest["has_newer"].as_bool()), (Some(false), Some(true)));
 }
 
 #[tokio::test]
