@@ -259,21 +259,7 @@ pub fn participant_info(p: &Participant) -> realtime::ParticipantInfo {
 
 /// A message as the realtime protocol describes it.
 pub fn message_info(m: &Message) -> realtime::MessageInfo {
-    realtime::MessageInfo {
-        sid: m.sid.to_string(),
-        conversation_sid: m.conversation_sid.to_string(),
-        index: m.index,
-        author: m.author.clone(),
-        body: m.body.clone(),
-        subject: m.subject.clone(),
-        attributes: m.attributes.as_str().to_string(),
-        participant_sid: m.participant_sid.as_ref().map(|p| p.to_string()),
-        content_sid: m.content_sid.clone(),
-        media: m.media.clone(),
-        delivery: m.delivery.map(|d| d.aggregate()),
-        date_created: rfc3339(m.date_created),
-        date_updated: m.date_updated.map(rfc3339),
-    }
+    message_info_owned(m.clone())
 }
 
 /// [`message_info`] for a message that is no longer needed: its strings move instead of being copied.

@@ -133,7 +133,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    // Each write runs in its own savepoint; its sub-journal then lives in memory instead of a temporary file.
+    // Writes in a savepoint keep its sub-journal in memory instead of in a temporary file.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // Hot statements are prepared once and kept; without the planner stability guarantee SQLite re-prepares a
     // cached statement whenever a bound value might change its plan, which showed in profiles as parsing.
@@ -222,9 +222,7 @@ impl SqliteStore {
     /// the lock keeps concurrent writers from leaving an older configuration in the cache.
     fn remember_account(&self) -> Result<AccountConfig> {
         let mut cached = self.account.write().map_err(|_| Error::Storage("account cache poisoned".into()))?;
-        let config = self.read_now(|tx| {
-            read_account_config(tx)?.ok_or_else(|| Error::Storage("the store was not bootstrapped".into()))
-        })?;
+        let config = self.read_now(bootstrapped_account_config)?;
         *cached = Some(config.clone());
         Ok(config)
     }
@@ -672,6 +670,11 @@ fn insert_service(tx: &Connection, new: &NewService) -> Result<Service> {
     find_service(tx, &new.sid)
 }
 
+/// The account configuration, which [`Store::bootstrap`] always creates.
+fn bootstrapped_account_config(tx: &Connection) -> Result<AccountConfig> {
+    read_account_config(tx)?.ok_or_else(|| Error::Storage("the store was not bootstrapped".into()))
+}
+
 fn read_account_config(tx: &Connection) -> Result<Option<AccountConfig>> {
     tx.query_row_cached(
         "SELECT default_service_sid, default_messaging_service_sid, default_inactive_timer, default_closed_timer \
@@ -1023,8 +1026,8 @@ impl Store for SqliteStore {
 
     async fn bootstrap(&self, default_service: NewService) -> Result<AccountConfig> {
         self.write(move |tx| {
-            if let Some(config) = read_account_config(tx)? {
-                return Ok(config);
+            if read_account_config(tx)?.is_some() {
+                return Ok(());
             }
             let service = insert_service(tx, &default_service)?;
             tx.execute_cached(
@@ -1032,8 +1035,7 @@ impl Store for SqliteStore {
                 params![service.sid.as_str()],
             )
             .map_err(storage)?;
-            read_account_config(tx)?
-                .ok_or_else(|| Error::Storage("account configuration missing after bootstrap".into()))
+            Ok(())
         })
         .await?;
         self.remember_account()
@@ -1043,8 +1045,7 @@ impl Store for SqliteStore {
         if let Some(config) = self.account.read().ok().and_then(|cached| cached.clone()) {
             return Ok(config);
         }
-        self.read(|tx| read_account_config(tx)?.ok_or_else(|| Error::Storage("the store was not bootstrapped".into())))
-            .await
+        self.read(bootstrapped_account_config).await
     }
 
     async fn update_account_config(&self, patch: AccountConfigPatch) -> Result<AccountConfig> {
@@ -1659,8 +1660,9 @@ impl Store for SqliteStore {
             let state = if reactivated { ConversationState::Active } else { current.state };
             let timers = arm_timers(state, current.timers.inactive_after, current.timers.closed_after, new.now);
             // Without timers an active conversation's row stays as it is: no write.
-            let unchanged = !reactivated && timers.date_inactive.is_none() && timers.date_closed.is_none()
-                && current.timers.date_inactive.is_none() && current.timers.date_closed.is_none();
+            let unchanged = !reactivated
+                && timers.date_inactive == current.timers.date_inactive
+                && timers.date_closed == current.timers.date_closed;
             if !unchanged {
                 tx.execute_cached(
                     "UPDATE conversations SET state = ?1, state_updated = CASE WHEN ?2 THEN ?3 ELSE state_updated END, \

@@ -256,6 +256,16 @@ struct UnreadTally {
     counted_below: i64,
 }
 
+impl UnreadTally {
+    /// Counts a newly delivered message, unless the count already includes it.
+    fn count_message(&mut self, index: i64) {
+        if index >= self.counted_below {
+            self.count = self.count.map(|count| count + 1);
+            self.counted_below = index + 1;
+        }
+    }
+}
+
 /// Requests of one session that may run at once; the socket is not read while this many are running.
 const MAX_IN_FLIGHT: usize = 64;
 
@@ -542,18 +552,15 @@ impl Connection {
     async fn on_conversation_event(&mut self, event: &palaver_core::event::Event) {
         let changes_unread = match event.kind {
             EventKind::MessageAdded => {
-                let index = event.data.get("index").and_then(|v| v.as_i64());
-                match (self.unread_tally.get_mut(&event.stream), index) {
-                    (Some(tally), Some(index)) => {
-                        if index >= tally.counted_below {
-                            tally.count = tally.count.map(|count| count + 1);
-                            tally.counted_below = index + 1;
+                match event.data.get("index").and_then(|v| v.as_i64()) {
+                    Some(index) => {
+                        if let Some(tally) = self.unread_tally.get_mut(&event.stream) {
+                            tally.count_message(index);
                         }
                     }
-                    (Some(_), None) => {
+                    None => {
                         self.unread_tally.remove(&event.stream);
                     }
-                    (None, _) => {}
                 }
                 true
             }
