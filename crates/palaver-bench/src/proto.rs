@@ -36,9 +36,21 @@ pub(crate) type OnFrame = Arc<dyn Fn(&str) + Send + Sync>;
 /// One realtime connection.
 #[derive(Clone)]
 pub(crate) struct Conn {
+    /// First, so that it is dropped before `outgoing`, whose end makes the writer send the closing frame.
+    _ending: Arc<Ending>,
     outgoing: mpsc::UnboundedSender<Message>,
     pending: Pending,
     next_id: Arc<AtomicU64>,
+}
+
+/// Marks the connection's end as expected the moment its last handle is dropped (before the server may be
+/// stopped), so the reader does not report the reset that follows as a failure.
+struct Ending(Arc<AtomicBool>);
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 impl Conn {
@@ -49,14 +61,13 @@ impl Conn {
         let (outgoing, mut queued) = mpsc::unbounded_channel::<Message>();
         // Set once every handle of this connection is gone: the end of the connection is then expected.
         let finished = Arc::new(AtomicBool::new(false));
-        let closing = Arc::clone(&finished);
+        let ending = Arc::new(Ending(Arc::clone(&finished)));
         tokio::spawn(async move {
             while let Some(message) = queued.recv().await {
                 if sink.send(message).await.is_err() {
                     return;
                 }
             }
-            closing.store(true, Ordering::Release);
             let _ = sink.send(Message::Close(None)).await;
         });
         let pending: Pending = Arc::default();
@@ -96,7 +107,7 @@ impl Conn {
                 p.clear();
             }
         });
-        let conn = Self { outgoing, pending, next_id: Arc::new(AtomicU64::new(1)) };
+        let conn = Self { _ending: ending, outgoing, pending, next_id: Arc::new(AtomicU64::new(1)) };
         conn.call("connect", json!({"token": token})).await?;
         Ok(conn)
     }

@@ -164,6 +164,17 @@ fn bench_scenarios_run_and_report() {
         let json: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
         assert_eq!(json["scenario"], args[1], "{stdout}");
         assert!(json["server_rss_mib"].as_f64().unwrap() > 0.0, "{stdout}");
+        // Stopping the server after the run is expected: no connection reports it as a failure.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("connection failed") && !stderr.contains("closed by the server"), "{stderr}");
+        match args[1] {
+            "fanout" => assert_eq!(json["delivered_fraction"], 1.0, "every send reaches every listener: {stdout}"),
+            "history" => {
+                assert!(json["pages_backwards"].as_f64().unwrap() > 0.0, "{stdout}");
+                assert!(json["pages_forward"].as_f64().unwrap() > 0.0, "{stdout}");
+            }
+            _ => {}
+        }
     }
     let out = Command::new(BIN).args(["bench", "nonsense"]).output().unwrap();
     assert!(!out.status.success());
