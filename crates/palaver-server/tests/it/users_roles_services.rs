@@ -120,4 +120,13 @@ async fn services_configuration_and_account_defaults() {
     assert!(conv["timers"]["date_closed"].is_string(), "{conv}");
     let default_service = account["default_chat_service_sid"].as_str().unwrap();
     assert_error(&api.delete(&format!("/v1/Services/{default_service}")).await, 400, 20001);
+
+    // A new default service takes effect for the very next request without a service in its path.
+    let (_, other) = api.post("/v1/Services", &[("FriendlyName", "Tenant C")]).await;
+    let other = other["sid"].as_str().unwrap();
+    let (status, switched) = api.post("/v1/Configuration", &[("DefaultChatServiceSid", other)]).await;
+    assert_eq!((status, switched["default_chat_service_sid"].as_str()), (200, Some(other)), "{switched}");
+    let (_, conv) = api.post("/v1/Conversations", &[]).await;
+    assert_eq!(conv["chat_service_sid"], other, "{conv}");
+    assert_eq!(api.get("/v1/Configuration").await.1["default_chat_service_sid"], other);
 }
