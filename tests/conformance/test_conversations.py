@@ -23,12 +23,12 @@ def test_create_fetch_update_delete(v1, server):
     assert (updated.friendly_name, updated.unique_name, updated.attributes) == ("Renamed", renamed, "{}")
     with pytest.raises(TwilioRestException) as err:
         v1.conversations(name).fetch()
-    assert (err.value.status, err.value.code) == (404, 50350)
+    assert (err.value.status, err.value.code) == (404, 20404)
 
     assert v1.conversations(renamed).delete() is True
     with pytest.raises(TwilioRestException) as err:
         v1.conversations(conv.sid).fetch()
-    assert err.value.code == 50350
+    assert err.value.code == 20404
 
 
 def test_list_filters_and_pages(v1):
@@ -63,7 +63,7 @@ def test_services_are_separate_namespaces(v1):
     scoped = v1.services(other.sid).conversations.create(friendly_name="scoped")
     with pytest.raises(TwilioRestException) as err:
         v1.conversations(scoped.sid).fetch()
-    assert err.value.code == 50350
+    assert err.value.code == 20404
     config = v1.services(other.sid).configuration().fetch()
     assert config.default_conversation_role_sid.startswith("RL")
     assert v1.services(other.sid).configuration().update(reachability_enabled=True).reachability_enabled is True

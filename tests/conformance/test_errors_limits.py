@@ -39,17 +39,38 @@ def test_api_keys_are_credentials(server):
 
 
 def test_not_found_and_conflicts(v1):
-    expect(lambda: v1.conversations("CH" + "0" * 32).fetch(), 404, 50350)
-    expect(lambda: v1.conversations(unique("missing")).update(friendly_name="x"), 404, 50350)
-    expect(lambda: v1.conversations("CH" + "1" * 32).delete(), 404, 50350)
+    expect(lambda: v1.conversations("CH" + "0" * 32).fetch(), 404, 20404)
+    expect(lambda: v1.conversations(unique("missing")).update(friendly_name="x"), 404, 20404)
+    expect(lambda: v1.conversations("CH" + "1" * 32).delete(), 404, 20404)
     name = unique("taken")
     conv = v1.conversations.create(unique_name=name)
     expect(lambda: v1.conversations.create(unique_name=name), 409, 50353)
     expect(lambda: v1.conversations.create(unique_name="CH" + "a" * 32), 400, 50390)
     v1.conversations(conv.sid).participants.create(identity="dup")
     expect(lambda: v1.conversations(conv.sid).participants.create(identity="dup"), 409, 50433)
-    expect(lambda: v1.conversations(conv.sid).participants("MB" + "0" * 32).fetch(), 404, 50432)
+    expect(lambda: v1.conversations(conv.sid).participants("MB" + "0" * 32).fetch(), 404, 20404)
     expect(lambda: v1.users(unique("nobody")).fetch(), 404, 20404)
+
+
+def test_not_found_names_the_requested_resource(v1):
+    missing = "CH" + "0" * 32
+    err = expect(lambda: v1.conversations(missing).fetch(), 404, 20404)
+    assert f"The requested resource /Conversations/{missing} was not found" in err.msg
+    conv = v1.conversations.create()
+    err = expect(lambda: v1.conversations(conv.sid).participants("nobody").delete(), 404, 20404)
+    assert f"/Conversations/{conv.sid}/Participants/nobody was not found" in err.msg
+    err = expect(lambda: v1.conversations(conv.sid).messages("not-a-sid").fetch(), 404, 20404)
+    assert f"/Conversations/{conv.sid}/Messages/not-a-sid was not found" in err.msg
+    expect(lambda: v1.roles("RL" + "0" * 32).fetch(), 404, 20404)
+    expect(lambda: v1.services("garbage").fetch(), 404, 20404)
+
+
+def test_a_limit_beyond_the_largest_page_lists_everything(v1, server):
+    created = {v1.conversations.create(friendly_name=f"many-{i}").sid for i in range(105)}
+    listed = {c.sid for c in v1.conversations.list(limit=200)}
+    assert created <= listed
+    raw = requests.get(f"{server.url}/v1/Conversations", params={"PageSize": "1000"}, auth=(server.account_sid, server.auth_token))
+    assert raw.status_code == 200 and raw.json()["meta"]["page_size"] == 100
 
 
 def test_malformed_input(v1, server):
@@ -64,7 +85,7 @@ def test_malformed_input(v1, server):
     expect(lambda: v1.conversations(conv.sid).messages.create(body="b" * 33000), 400, 20001)
     expect(lambda: v1.conversations(conv.sid).participants.create(), 400, 20001)
     expect(lambda: v1.conversations(conv.sid).participants.create(messaging_binding_address="+15550000000"), 400, 20001)
-    for page_size in ("0", "1000", "x"):
+    for page_size in ("0", "-1", "x"):
         raw = requests.get(f"{server.url}/v1/Conversations", params={"PageSize": page_size}, auth=(server.account_sid, server.auth_token))
         assert raw.status_code == 400 and raw.json()["code"] == 20001
     raw = requests.get(f"{server.url}/v1/Conversations", params={"PageToken": "garbage"}, auth=(server.account_sid, server.auth_token))

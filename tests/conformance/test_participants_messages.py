@@ -41,7 +41,7 @@ def test_chat_sms_whatsapp_and_email_participants(v1, conv):
     assert parts(sms.sid).delete() is True
     with pytest.raises(TwilioRestException) as err:
         parts(identity).fetch()
-    assert (err.value.status, err.value.code) == (404, 50432)
+    assert (err.value.status, err.value.code) == (404, 20404)
 
 
 def test_messages_indices_order_and_paging(v1, conv):

@@ -214,7 +214,10 @@ struct EventBody<'a> {
 
 async fn fanout(target: &Target, w: &Workload) -> Result<Report> {
     let http = reqwest::Client::new();
-    let conv = conversation(&http, target, &["fanout-sender".to_string()]).await?;
+    // Only participants receive a conversation's messages. The sender speaks as the first listener from a
+    // connection of its own, so that the conversation holds no more participants than listeners (at most 1000).
+    let members: Vec<String> = (0..w.listeners.max(1)).map(|i| format!("listener-{i}")).collect();
+    let conv = conversation(&http, target, &members).await?;
     let latencies = Arc::new(Mutex::new(histogram()));
     let deliveries = Arc::new(AtomicU64::new(0));
     let bar = progress(w.listeners as u64, "listeners");
@@ -234,12 +237,11 @@ async fn fanout(target: &Target, w: &Workload) -> Result<Report> {
             }
         });
         let conn = Conn::open(&target.ws_url(), &target.token(&format!("listener-{i}")), Some(on_frame)).await?;
-        conn.call("subscribe", json!({"conversation": conv})).await?;
         listeners.push(conn);
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let sender = Conn::open(&target.ws_url(), &target.token("fanout-sender"), None).await?;
+    let sender = Conn::open(&target.ws_url(), &target.token("listener-0"), None).await?;
     let total = w.rate * w.seconds;
     let bar = progress(total, "fanout");
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / w.rate as f64));

@@ -558,7 +558,7 @@ impl Client {
     /// A conversation by SID, joined or not (the client then follows its changes).
     ///
     /// # Errors
-    /// [`ClientError::Server`] with 50350 when it does not exist (see [`ClientError::is_not_found`]).
+    /// [`ClientError::Server`] with 20404 when it does not exist (see [`ClientError::is_not_found`]).
     pub async fn get_conversation_by_sid(&self, sid: &str) -> Result<Conversation> {
         if sid.is_empty() {
             return Err(ClientError::InvalidArgument("conversation SID must be a non-empty string".into()));
@@ -572,7 +572,7 @@ impl Client {
     /// A conversation by unique name.
     ///
     /// # Errors
-    /// [`ClientError::Server`] with 50350 when it does not exist.
+    /// [`ClientError::Server`] with 20404 when it does not exist.
     pub async fn get_conversation_by_unique_name(&self, unique_name: &str) -> Result<Conversation> {
         if unique_name.is_empty() {
             return Err(ClientError::InvalidArgument("unique name must be a non-empty string".into()));

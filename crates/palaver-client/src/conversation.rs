@@ -747,7 +747,7 @@ impl Conversation {
     /// # Errors
     /// [`ClientError::InvalidArgument`] for a negative index; [`ClientError::Server`] when the user is not a
     /// participant.
-    pub async fn advance_last_read_message_index(&self, index: i64) -> Result<Option<i64>> {
+    pub async fn advance_last_read_message_index(&self, index: i64) -> Result<i64> {
         check_index(index)?;
         self.set_horizon(Some(index), true).await
     }
@@ -944,7 +944,7 @@ impl Conversation {
     /// Removes a participant, named by SID, identity or handle.
     ///
     /// # Errors
-    /// [`ClientError::InvalidArgument`] for an empty name; [`ClientError::Server`] with 50432 when there is no
+    /// [`ClientError::InvalidArgument`] for an empty name; [`ClientError::Server`] with 20404 when there is no
     /// such participant, 20403 without `removeParticipant`.
     pub async fn remove_participant(&self, participant: impl Into<ParticipantRef>) -> Result<()> {
         let participant = participant.into();
@@ -1000,19 +1000,21 @@ impl Conversation {
     ///
     /// # Errors
     /// [`ClientError::Server`] when the user is not a participant.
-    pub async fn set_all_messages_read(&self) -> Result<Option<i64>> {
+    pub async fn set_all_messages_read(&self) -> Result<i64> {
         let newest = self.get_messages(Some(1), None, None).await?;
         match newest.items().last() {
             Some(message) => self.advance_last_read_message_index(message.index()).await,
-            None => Ok(Some(0)),
+            None => Ok(0),
         }
     }
 
-    /// Clears the read horizon, making every message unread; returns the unread count.
+    /// Clears the read horizon, making every message unread; returns how many messages are now unread (all of
+    /// them). Afterwards [`Conversation::get_unread_messages_count`] answers `None`: with no horizon the
+    /// server keeps no count.
     ///
     /// # Errors
     /// [`ClientError::Server`] when the user is not a participant.
-    pub async fn set_all_messages_unread(&self) -> Result<Option<i64>> {
+    pub async fn set_all_messages_unread(&self) -> Result<i64> {
         self.set_horizon(None, false).await
     }
 
@@ -1072,11 +1074,12 @@ impl Conversation {
     }
 
     /// Sets the user's read horizon exactly (it may move backwards; `None` makes everything unread).
-    /// Returns the unread count. Local state changes only when the server's event arrives.
+    /// Returns the unread count (with `None`, every message). Local state changes only when the server's event
+    /// arrives.
     ///
     /// # Errors
     /// [`ClientError::InvalidArgument`] for a negative index; [`ClientError::Server`] for non-participants.
-    pub async fn update_last_read_message_index(&self, index: Option<i64>) -> Result<Option<i64>> {
+    pub async fn update_last_read_message_index(&self, index: Option<i64>) -> Result<i64> {
         if let Some(index) = index {
             check_index(index)?;
         }
@@ -1119,10 +1122,12 @@ impl Conversation {
         Ok(self.clone())
     }
 
-    async fn set_horizon(&self, index: Option<i64>, advance_only: bool) -> Result<Option<i64>> {
+    async fn set_horizon(&self, index: Option<i64>, advance_only: bool) -> Result<i64> {
         let call = Call::SetReadHorizon { conversation: self.sid.to_string(), index, advance_only };
         let count: UnreadCount = self.client.call_as(call, true).await?;
-        Ok(count.unread_messages_count)
+        count
+            .unread_messages_count
+            .ok_or_else(|| ClientError::Protocol("the server answered a read horizon change without a count".into()))
     }
 
     /// Waits (briefly) until `done` holds for the local state; false when it timed out.

@@ -12,7 +12,7 @@ pub enum ClientError {
     /// The server refused the request.
     #[error("server error {code} (status {status}): {message}")]
     Server {
-        /// Twilio-style error code, e.g. 50350 (conversation not found).
+        /// Twilio-style error code, e.g. 20404 (the resource was not found).
         code: u32,
         /// What went wrong, for a developer to read.
         message: String,

@@ -389,7 +389,7 @@ impl Participant {
     /// Returns the participant once the change is visible locally (or after a short wait for its event).
     ///
     /// # Errors
-    /// [`ClientError::Server`] when the caller may not edit this participant (20403) or it is gone (50432).
+    /// [`ClientError::Server`] when the caller may not edit this participant (20403) or it is gone (20404).
     pub async fn update_attributes(&self, attributes: Value) -> Result<Participant> {
         let info: ParticipantInfo = self
             .client

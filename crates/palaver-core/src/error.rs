@@ -90,6 +90,26 @@ impl fmt::Display for ResourceKind {
     }
 }
 
+impl ResourceKind {
+    /// The collection such resources are listed under in the REST API (`Conversations`, `Participants`…).
+    pub fn collection(self) -> &'static str {
+        match self {
+            Self::Service => "Services",
+            Self::Conversation => "Conversations",
+            Self::Participant => "Participants",
+            Self::Message => "Messages",
+            Self::User => "Users",
+            Self::UserConversation => "Conversations",
+            Self::Role => "Roles",
+            Self::ApiKey => "Keys",
+            Self::Webhook => "Webhooks",
+            Self::DeliveryReceipt => "Receipts",
+            Self::AddressConfiguration => "Configuration/Addresses",
+            Self::Media => "Media",
+        }
+    }
+}
+
 /// Conflicts with existing resources.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Conflict {

@@ -211,6 +211,9 @@ impl Address {
 pub struct TimerDuration(i64);
 
 impl TimerDuration {
+    /// The longest timer accepted: 100 years (36 500 days). Longer ones could not be turned into dates.
+    pub const MAX_SECS: i64 = 36_500 * 86_400;
+
     /// Parses an ISO-8601 duration of weeks, days, hours, minutes and seconds (years and months have no fixed
     /// length and are refused). `minimum_secs` is the shortest allowed value.
     ///
@@ -224,6 +227,9 @@ impl TimerDuration {
         }
         if secs < minimum_secs {
             return Err(InvalidInput::new(field, format!("must be at least {minimum_secs} seconds")));
+        }
+        if secs > Self::MAX_SECS {
+            return Err(InvalidInput::new(field, format!("must be at most {} days", Self::MAX_SECS / 86_400)));
         }
         Ok(Self(secs))
     }

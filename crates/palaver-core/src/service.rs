@@ -1266,7 +1266,8 @@ pub fn arm_timers(
     closed_after: Option<TimerDuration>,
     now: OffsetDateTime,
 ) -> Timers {
-    let at = |d: Option<TimerDuration>| d.map(|d| now + time::Duration::seconds(d.as_secs()));
+    // A date past the calendar's end (only a stored duration longer than any accepted now) never comes.
+    let at = |d: Option<TimerDuration>| d.and_then(|d| now.checked_add(time::Duration::seconds(d.as_secs())));
     match state {
         ConversationState::Closed => Timers { inactive_after, closed_after, date_inactive: None, date_closed: None },
         ConversationState::Inactive => {

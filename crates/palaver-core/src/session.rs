@@ -212,6 +212,15 @@ impl UserSession {
         }
     }
 
+    /// A conversation the caller participates in (with its message and participant counts).
+    ///
+    /// # Errors
+    /// Not found; [`Error::NotAParticipant`] for anyone else, whatever their role.
+    pub async fn joined_conversation(&self, conv: &ConversationRef) -> Result<Conversation> {
+        let (conversation_sid, _, _) = self.require_participant(conv).await?;
+        self.palaver.conversation(&self.service, &Self::sid_ref(&conversation_sid)).await
+    }
+
     /// Creates a conversation; the caller is its creator but does not join.
     ///
     /// # Errors
@@ -522,7 +531,7 @@ impl UserSession {
         conv: &ConversationRef,
         index: Option<i64>,
         advance_only: bool,
-    ) -> Result<Option<i64>> {
+    ) -> Result<i64> {
         let (conversation_sid, me, _) = self.require_participant(conv).await?;
         let conv = Self::sid_ref(&conversation_sid);
         if index.is_some_and(|i| i < 0) {
@@ -543,7 +552,9 @@ impl UserSession {
         };
         let patch = ParticipantPatch { last_read_message_index: Some(index), ..ParticipantPatch::default() };
         self.palaver.update_participant(&self.service, &conv, &ParticipantRef::Sid(me.sid), patch).await?;
-        Ok(self.palaver.user_conversation(&self.service, &self.user_ref(), &conv).await?.unread_messages_count)
+        let mine = self.palaver.user_conversation(&self.service, &self.user_ref(), &conv).await?;
+        // Without a horizon every message is unread (the stored count is then unknown, as on Twilio).
+        Ok(mine.unread_messages_count.unwrap_or(mine.conversation.messages_count))
     }
 
     /// The caller's view of a conversation they participate in (unread count, horizon, level).

@@ -382,6 +382,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Notified after every committed write, so the live feed knows to read the log's new events.
     fn changes(&self) -> std::sync::Arc<tokio::sync::Notify>;
 
+    /// Whether the store can take writes now: a write that changes nothing goes the whole way through.
+    ///
+    /// # Errors
+    /// [`crate::Error::Storage`] when it cannot.
+    async fn check_writable(&self) -> Result<()>;
+
     /// Creates the default service, its roles and the account configuration on first start; returns the
     /// account configuration either way.
     async fn bootstrap(&self, default_service: NewService) -> Result<AccountConfig>;

@@ -34,23 +34,33 @@ pub(crate) async fn require_basic_auth(
 /// # Errors
 /// When the store fails while looking up an API key.
 pub(crate) async fn basic_credentials_valid(state: &AppState, headers: &HeaderMap) -> Result<bool, ApiError> {
-    let Some(header) = headers.get(AUTHORIZATION).and_then(|h| h.to_str().ok()) else { return Ok(false) };
-    let Some(encoded) = header.strip_prefix("Basic ") else { return Ok(false) };
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else { return Ok(false) };
-    let Ok(decoded) = String::from_utf8(decoded) else { return Ok(false) };
-    let Some((user, password)) = decoded.split_once(':') else { return Ok(false) };
+    let Some((user, password)) = basic_credentials(headers) else { return Ok(false) };
     let credentials = &state.credentials;
     Ok(if user == credentials.account_sid.as_str() {
-        same_secret(password, &credentials.auth_token)
-    } else if let Ok(key_sid) = ApiKeySid::parse(user) {
+        same_secret(&password, &credentials.auth_token)
+    } else if let Ok(key_sid) = ApiKeySid::parse(&user) {
         match state.palaver.api_key(&key_sid).await {
-            Ok(key) => same_secret(password, &key.secret),
+            Ok(key) => same_secret(&password, &key.secret),
             Err(palaver_core::Error::NotFound { .. }) => false,
             Err(other) => return Err(other.into()),
         }
     } else {
         false
     })
+}
+
+/// The user name and password of an `Authorization: Basic …` header, if it holds well-formed ones.
+pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let header = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    // The scheme name is case-insensitive (RFC 9110 §11.1, which RFC 7617 builds on).
+    let (scheme, encoded) = header.trim_start().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
 }
 
 /// The 401 answer.

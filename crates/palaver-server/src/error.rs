@@ -4,19 +4,26 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use palaver_api::{ErrorBody, ErrorCode};
-use palaver_core::error::{Conflict, Error, InvalidInput, InvalidKind, Limit, ResourceKind};
+use palaver_core::error::{Conflict, Error, InvalidInput, InvalidKind, Limit};
 
 /// A failed request: the code and the sentence sent back.
 #[derive(Debug)]
 pub struct ApiError {
     code: ErrorCode,
     message: String,
+    /// A looked-up resource does not exist: the REST layer names the requested path in the message, as
+    /// Twilio does (see [`name_missing_resource`]).
+    missing_resource: bool,
 }
+
+/// Marks a response that reports a missing resource, for [`name_missing_resource`].
+#[derive(Clone, Copy)]
+struct MissingResource;
 
 impl ApiError {
     /// A failure with `code` and `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), missing_resource: false }
     }
 
     /// A malformed parameter.
@@ -24,9 +31,13 @@ impl ApiError {
         Self::new(ErrorCode::InvalidParameter, format!("Invalid {field}: {reason}"))
     }
 
-    /// A resource that does not exist.
-    pub fn not_found(what: impl std::fmt::Display) -> Self {
-        Self::new(ErrorCode::NotFound, format!("The requested resource {what} was not found"))
+    /// A resource that does not exist; `path` is how it was asked for (`/Conversations/CH…`).
+    pub fn not_found(path: impl std::fmt::Display) -> Self {
+        Self {
+            code: ErrorCode::NotFound,
+            message: format!("The requested resource {path} was not found"),
+            missing_resource: true,
+        }
     }
 }
 
@@ -55,9 +66,9 @@ impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
         let message = err.to_string();
         let code = match &err {
-            Error::NotFound { kind: ResourceKind::Conversation, .. } => ErrorCode::ConversationNotFound,
-            Error::NotFound { kind: ResourceKind::Participant, .. } => ErrorCode::ParticipantNotFound,
-            Error::NotFound { .. } => ErrorCode::NotFound,
+            // Twilio answers every missing resource with 20404 naming it; REST replaces this path with the
+            // request's own.
+            Error::NotFound { kind, id } => return Self::not_found(format_args!("/{}/{id}", kind.collection())),
             Error::Conflict(Conflict::UniqueNameTaken(_)) => ErrorCode::UniqueNameTaken,
             Error::Conflict(Conflict::ParticipantIdentityTaken(_)) => ErrorCode::ParticipantAlreadyExists,
             Error::Conflict(Conflict::ParticipantAddressTaken(_)) => ErrorCode::BindingAlreadyExists,
@@ -86,8 +97,29 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody::new(self.code, self.message);
         let status = StatusCode::from_u16(body.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if self.missing_resource {
+            response.extensions_mut().insert(MissingResource);
+        }
+        response
     }
+}
+
+/// Middleware: a 404 for a missing resource names the path that was requested, without the API version
+/// (`The requested resource /Conversations/CH…/Participants/MB… was not found`), whichever part of it was
+/// missing — Twilio's wording, which client code and logs match on.
+pub(crate) async fn name_missing_resource(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    if response.extensions().get::<MissingResource>().is_none() {
+        return response;
+    }
+    ApiError::not_found(resource_path(&path)).into_response()
+}
+
+/// A request path as Twilio's messages name it: without the `/v1` version prefix.
+pub(crate) fn resource_path(path: &str) -> &str {
+    path.strip_prefix("/v1").filter(|rest| rest.starts_with('/')).unwrap_or(path)
 }
 
 /// Result of a handler.

@@ -47,17 +47,25 @@ impl ListQuery {
         self.params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
-    /// Validates `PageSize` (1..=`max`, default 50 capped at `max`), `Page` and `PageToken`.
+    /// Validates `PageSize` (default 50; above `max` it is served as `max`, as Twilio does, so that a client
+    /// asking for more than a page holds still lists everything page by page), `Page` and `PageToken`.
     ///
     /// # Errors
-    /// When any of them is malformed or out of range.
+    /// When any of them is malformed, or the size is not a positive integer.
     pub(crate) fn page(&self, max: u32, descending: bool) -> Result<ListRequest, ApiError> {
         let size = match self.get("PageSize") {
             None => 50.min(max),
-            Some(raw) => match raw.parse::<u32>() {
-                Ok(n) if (1..=max).contains(&n) => n,
-                _ => return Err(ApiError::invalid("PageSize", format!("'{raw}' must be an integer from 1 to {max}"))),
-            },
+            Some(raw) => {
+                let digits = raw.trim();
+                let positive = !digits.is_empty()
+                    && digits.bytes().all(|b| b.is_ascii_digit())
+                    && digits.bytes().any(|b| b != b'0');
+                if !positive {
+                    return Err(ApiError::invalid("PageSize", format!("'{raw}' is not a positive integer")));
+                }
+                // Any number of digits: one too long for u32 is still just "more than the maximum".
+                digits.parse::<u32>().map_or(max, |n| n.min(max))
+            }
         };
         let page_number = match self.get("Page") {
             None => 0,

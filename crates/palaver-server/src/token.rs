@@ -134,7 +134,7 @@ pub async fn verify(state: &AppState, token: &str) -> Result<VerifiedToken, Toke
         return Err(TokenError::Invalid);
     }
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    if claims.exp + LEEWAY_SECS < now {
+    if claims.exp.saturating_add(LEEWAY_SECS) < now {
         return Err(TokenError::Expired);
     }
     if claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECS) {

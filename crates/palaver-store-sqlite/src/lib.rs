@@ -160,10 +160,18 @@ fn run_writer(conn: Connection, jobs: std::sync::mpsc::Receiver<WriteJob>, chang
         let mut spoiled = false;
         let completions: Vec<Completion> = group
             .into_iter()
-            .map(|job| {
-                let ran = job(&conn);
-                spoiled |= ran.spoiled;
-                ran.complete
+            .filter_map(|job| match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&conn))) {
+                Ok(ran) => {
+                    spoiled |= ran.spoiled;
+                    Some(ran.complete)
+                }
+                Err(panic) => {
+                    // Outside the write's own guard (its savepoint bookkeeping): nothing says what it left
+                    // behind, so the group rolls back. The job's answer was dropped, which fails its caller.
+                    tracing::error!(panic = %panic_message(panic.as_ref()), "a write job panicked");
+                    spoiled = true;
+                    None
+                }
             })
             .collect();
         let failure = if spoiled {
@@ -244,6 +252,15 @@ impl SqliteStore {
     {
         let (answer, answered) = tokio::sync::oneshot::channel::<Result<T>>();
         let job: WriteJob = Box::new(move |conn: &Connection| {
+            // A write that panics fails alone, like one that returns an error: the writer thread and every
+            // other write of its group go on.
+            let f = |conn: &Connection| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn))).unwrap_or_else(|panic| {
+                    let what = panic_message(panic.as_ref());
+                    tracing::error!(panic = %what, "a write panicked; it was undone");
+                    Err(Error::Storage(format!("the write failed unexpectedly: {what}")))
+                })
+            };
             let (result, spoiled) = match guard {
                 Guard::Savepoint => (run_in_savepoint(conn, f), false),
                 Guard::ChecksFirst => {
@@ -321,6 +338,15 @@ impl SqliteStore {
             result
         })
     }
+}
+
+/// The text a panic was raised with, when it has one.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 /// Runs `f` in a savepoint of the open transaction: a failure undoes only what `f` did.
@@ -1022,6 +1048,11 @@ fn sql_text(v: Option<&str>) -> SqlValue {
 impl Store for SqliteStore {
     fn changes(&self) -> Arc<tokio::sync::Notify> {
         Arc::clone(&self.changes)
+    }
+
+    async fn check_writable(&self) -> Result<()> {
+        // Goes through the writer thread, its transaction and its commit like any write.
+        self.write(|_| Ok(())).await
     }
 
     async fn bootstrap(&self, default_service: NewService) -> Result<AccountConfig> {
@@ -2695,5 +2726,78 @@ impl Store for SqliteStore {
     async fn delete_address_configuration(&self, sid: &AddressConfigurationSid) -> Result<()> {
         let sid = sid.clone();
         self.write(move |tx| channels::delete_address(tx, &sid)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch_store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("palaver.db")).unwrap();
+        (dir, store)
+    }
+
+    async fn scratch_rows(store: &SqliteStore) -> i64 {
+        store
+            .read(|conn| conn.query_row("SELECT count(*) FROM scratch", [], |r| r.get(0)).map_err(storage))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_fails_alone_and_the_writer_goes_on() {
+        let (_dir, store) = scratch_store();
+        store.write(|conn| conn.execute_batch("CREATE TABLE scratch(x)").map_err(storage)).await.unwrap();
+        for guard in [Guard::Savepoint, Guard::ChecksFirst] {
+            // Queued while the writer is busy, so that the three share the next group transaction.
+            let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let busy = {
+                let (store, started) = (store.clone(), Arc::clone(&started));
+                tokio::spawn(async move {
+                    store
+                        .write(move |_| {
+                            started.store(true, std::sync::atomic::Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(300));
+                            Ok(())
+                        })
+                        .await
+                })
+            };
+            while !started.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            let before = store.write_guarded(guard, |conn| {
+                conn.execute("INSERT INTO scratch VALUES (1)", []).map(drop).map_err(storage)
+            });
+            let panicking = store.write_guarded(guard, |conn| -> Result<()> {
+                conn.execute("INSERT INTO scratch VALUES (2)", []).map_err(storage)?;
+                panic!("a bug in one write");
+            });
+            let after = store.write_guarded(guard, |conn| {
+                conn.execute("INSERT INTO scratch VALUES (3)", []).map(drop).map_err(storage)
+            });
+            let (before, panicking, after) = tokio::join!(before, panicking, after);
+            busy.await.unwrap().unwrap();
+            assert!(
+                matches!(panicking, Err(Error::Storage(ref m)) if m.contains("a bug in one write")),
+                "{panicking:?}"
+            );
+            match guard {
+                // Its savepoint undoes only what it did.
+                Guard::Savepoint => assert!(before.is_ok() && after.is_ok()),
+                // It changed rows it cannot undo alone: its whole group rolls back, and nothing is acknowledged.
+                Guard::ChecksFirst => assert!(before.is_err() && after.is_err()),
+            }
+        }
+        // One row from the savepoint round, none from the other; the writer still commits.
+        assert_eq!(scratch_rows(&store).await, 2);
+        store.check_writable().await.unwrap();
+        store
+            .write(|conn| conn.execute("INSERT INTO scratch VALUES (4)", []).map(drop).map_err(storage))
+            .await
+            .unwrap();
+        assert_eq!(scratch_rows(&store).await, 3);
     }
 }

@@ -47,7 +47,7 @@ async fn open_conversation(client: &Client, wanted: &str) -> Result<Conversation
     };
     let conversation = match found {
         Ok(conversation) => conversation,
-        Err(ClientError::Server { code: 50350, .. } | ClientError::NotFound(_)) => {
+        Err(ClientError::Server { code: 20404, .. } | ClientError::NotFound(_)) => {
             say(format!("* creating conversation '{wanted}'"));
             client
                 .create_conversation(CreateConversationOptions::new().unique_name(wanted).friendly_name(wanted))
@@ -179,7 +179,7 @@ pub(crate) async fn run(url: &str, token: &str, conversation: Option<&str>) -> R
                 },
                 ("read", Some(conv)) => {
                     let unread = conv.set_all_messages_read().await?;
-                    say(format!("* unread: {}", unread.unwrap_or(0)));
+                    say(format!("* unread: {unread}"));
                 }
                 ("unread", Some(conv)) => match conv.get_unread_messages_count().await? {
                     Some(count) => say(format!("* unread: {count}")),

@@ -20,7 +20,7 @@ async fn horizon_calls_return_exact_counts_and_events_move_local_state() {
     assert_eq!(bobs.get_unread_messages_count().await.unwrap(), None, "no horizon yet");
     assert_eq!(bobs.last_read_message_index(), None);
 
-    assert_eq!(bobs.advance_last_read_message_index(2).await.unwrap(), Some(2));
+    assert_eq!(bobs.advance_last_read_message_index(2).await.unwrap(), 2);
     // The call itself does not move local state; the server's event does.
     eventually("the horizon event", || async { (bobs.last_read_message_index() == Some(2)).then_some(()) }).await;
     let ConversationEvent::Updated { update_reasons, .. } = updates
@@ -40,16 +40,21 @@ async fn horizon_calls_return_exact_counts_and_events_move_local_state() {
     assert_eq!(bobs.unread_messages_count(), Some(2));
 
     // Advancing to a lower index keeps the horizon.
-    assert_eq!(bobs.advance_last_read_message_index(1).await.unwrap(), Some(2));
+    assert_eq!(bobs.advance_last_read_message_index(1).await.unwrap(), 2);
     // Setting it exactly may move it backwards.
-    assert_eq!(bobs.update_last_read_message_index(Some(0)).await.unwrap(), Some(4));
+    assert_eq!(bobs.update_last_read_message_index(Some(0)).await.unwrap(), 4);
     assert_eq!(bobs.get_unread_messages_count().await.unwrap(), Some(4));
-    assert_eq!(bobs.set_all_messages_read().await.unwrap(), Some(0));
+    assert_eq!(bobs.set_all_messages_read().await.unwrap(), 0);
     eventually("all read", || async { (bobs.last_read_message_index() == Some(4)).then_some(()) }).await;
     let after_unread = bobs.set_all_messages_unread().await.unwrap();
-    assert_eq!(after_unread, None, "no horizon: the count is unknown");
+    assert_eq!(after_unread, 5, "every message is unread");
     eventually("horizon cleared", || async { bobs.last_read_message_index().is_none().then_some(()) }).await;
-    assert_eq!(bobs.update_last_read_message_index(None).await.unwrap(), None);
+    assert_eq!(bobs.get_unread_messages_count().await.unwrap(), None, "no horizon: no stored count");
+    assert_eq!(bobs.update_last_read_message_index(None).await.unwrap(), 5);
+    // Removed messages are not counted.
+    let newest = conversation.get_messages(Some(1), None, None).await.unwrap();
+    newest.items()[0].remove().await.unwrap();
+    assert_eq!(bobs.set_all_messages_unread().await.unwrap(), 4);
 
     // A new message pushes a new count.
     bobs.update_last_read_message_index(Some(4)).await.unwrap();
@@ -73,5 +78,5 @@ async fn an_empty_conversation_is_all_read() {
     let server = TestServer::spawn().await;
     let alice = connect(&server, "alice").await;
     let conversation = conversation_with(&alice, "empty", &[]).await;
-    assert_eq!(conversation.set_all_messages_read().await.unwrap(), Some(0));
+    assert_eq!(conversation.set_all_messages_read().await.unwrap(), 0);
 }

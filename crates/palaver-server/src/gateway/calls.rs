@@ -178,7 +178,7 @@ pub(super) async fn handle_session_call(session: UserSession, call: Call) -> Cal
         }
         Call::SetReadHorizon { conversation, index, advance_only } => {
             let unread = session.set_read_horizon(&ConversationRef::parse(&conversation), index, advance_only).await?;
-            ok(realtime::UnreadCount { unread_messages_count: unread })
+            ok(realtime::UnreadCount { unread_messages_count: Some(unread) })
         }
         Call::GetUnreadCount { conversation } => {
             let uc = session.user_conversation(&ConversationRef::parse(&conversation)).await?;
@@ -195,11 +195,8 @@ pub(super) async fn handle_session_call(session: UserSession, call: Call) -> Cal
             ok(realtime::TypingAck { typing_timeout_ms: session.palaver().typing_timeout().as_millis() as u64 })
         }
         Call::GetCounts { conversation } => {
-            let found = session.conversation(&ConversationRef::parse(&conversation)).await?;
-            ok(realtime::Counts {
-                messages_count: found.conversation.messages_count,
-                participants_count: found.conversation.participants_count,
-            })
+            let found = session.joined_conversation(&ConversationRef::parse(&conversation)).await?;
+            ok(realtime::Counts { messages_count: found.messages_count, participants_count: found.participants_count })
         }
         Call::GetDeliveryReceipts { conversation, message } => {
             get_delivery_receipts(&session, conversation, message).await
@@ -270,11 +267,15 @@ pub(super) async fn handle(connection: &mut Connection, call: Call) -> CallResul
             let found = session.conversation(&ConversationRef::parse(&conversation)).await?;
             let sid = found.conversation.sid.to_string();
             let seq = last_seq(connection, &sid).await;
-            if connection.subscribed.insert(sid.clone()) {
-                connection.delivered.insert(sid.clone(), seq);
-            }
-            if let Some(after) = after_seq {
-                connection.replay(&sid, after).await;
+            // Someone who may join but has not sees the conversation itself, never its stream (messages,
+            // participants, typing): that starts when their joining reaches the user stream.
+            if found.mine.is_some() {
+                if connection.subscribed.insert(sid.clone()) {
+                    connection.delivered.insert(sid.clone(), seq);
+                }
+                if let Some(after) = after_seq {
+                    connection.replay(&sid, after).await;
+                }
             }
             ok(session_conversation(found, seq))
         }

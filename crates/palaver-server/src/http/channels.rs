@@ -5,7 +5,6 @@
 use axum::extract::{FromRequestParts, OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use palaver_api::ErrorCode;
 use palaver_api::rest::{AddressConfigurationResource, DeliveryReceiptResource};
 use palaver_api::sid::{AddressConfigurationSid, DeliveryReceiptSid, MessageSid, ServiceSid};
@@ -34,18 +33,15 @@ fn check_caller(state: &AppState, headers: &HeaderMap, url: &str, form: &FormFie
         if let Some(gateway) = &state.channels.messaging_gateway {
             keys.push(gateway.auth_token.as_str());
         }
-        if keys.iter().any(|key| crate::webhooks::signature(key, url, &params) == signature) {
+        if keys.iter().any(|key| crate::auth::same_secret(&crate::webhooks::signature(key, url, &params), signature)) {
             return Ok(());
         }
     }
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
-        .and_then(|b| String::from_utf8(b).ok());
-    let expected = format!("{}:{}", state.credentials.account_sid, state.credentials.auth_token);
-    if basic.is_some_and(|b| b == expected) {
+    let account_matches = crate::auth::basic_credentials(headers).is_some_and(|(user, password)| {
+        user == state.credentials.account_sid.as_str()
+            && crate::auth::same_secret(&password, &state.credentials.auth_token)
+    });
+    if account_matches {
         return Ok(());
     }
     Err(ApiError::new(ErrorCode::AuthenticationFailed, "Authentication Error - invalid signature or credentials"))

@@ -77,7 +77,14 @@ pub(crate) async fn list(State(state): State<AppState>, scope: Scope, query: Lis
         created_before: query
             .get("EndDate")
             .map(|raw| {
-                parse_date("EndDate", raw).map(|d| if raw.len() == 10 { d + time::Duration::days(1) } else { d })
+                parse_date("EndDate", raw).and_then(|d| {
+                    if raw.len() != 10 {
+                        return Ok(d);
+                    }
+                    // A bare date includes that whole day.
+                    d.checked_add(time::Duration::days(1))
+                        .ok_or_else(|| ApiError::invalid("EndDate", format!("'{raw}' is past the last date supported")))
+                })
             })
             .transpose()?,
         state: query.get("State").map(|raw| parse_state("State", raw)).transpose()?,

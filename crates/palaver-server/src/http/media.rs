@@ -188,15 +188,52 @@ pub(crate) async fn fetch(
 
 async fn content_response(state: &AppState, media: &Media) -> ApiResult<Response> {
     let bytes = state.media.get(&media.sha256).await.map_err(storage_error)?;
-    let disposition = media
-        .filename
-        .as_ref()
-        .map(|name| format!("inline; filename=\"{}\"", name.replace(['"', '\\', '\r', '\n'], "_")));
     let mut response = ([(header::CONTENT_TYPE, media.content_type.clone())], bytes).into_response();
-    if let Some(value) = disposition.and_then(|d| header::HeaderValue::from_str(&d).ok()) {
-        response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+    let headers = response.headers_mut();
+    for (name, value) in untrusted_content_headers(media.filename.as_deref()) {
+        headers.insert(name, value);
     }
     Ok(response)
+}
+
+/// Headers that keep uploaded content from running as part of this server's origin, whatever its type: it is
+/// always an attachment (a browser downloads it instead of rendering it), never sniffed into another type, and
+/// under a policy that allows no script, style, frame or plugin should it be rendered anyway.
+fn untrusted_content_headers(filename: Option<&str>) -> Vec<(header::HeaderName, header::HeaderValue)> {
+    let disposition = match filename {
+        Some(name) => {
+            let plain = name.replace(|c: char| c == '"' || c == '\\' || c.is_control() || !c.is_ascii(), "_");
+            let mut value = format!("attachment; filename=\"{plain}\"");
+            if !name.is_ascii() {
+                // RFC 6266 / 8187: the exact name, UTF-8 and percent-encoded, for clients that read it.
+                value.push_str("; filename*=UTF-8''");
+                for byte in name.bytes() {
+                    if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
+                        value.push(char::from(byte));
+                    } else {
+                        value.push_str(&format!("%{byte:02X}"));
+                    }
+                }
+            }
+            value
+        }
+        None => "attachment".to_string(),
+    };
+    let mut out = vec![
+        (header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff")),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            header::HeaderValue::from_static("default-src 'none'; sandbox; frame-ancestors 'none'"),
+        ),
+        (
+            header::HeaderName::from_static("cross-origin-resource-policy"),
+            header::HeaderValue::from_static("cross-origin"),
+        ),
+    ];
+    let disposition =
+        header::HeaderValue::from_str(&disposition).unwrap_or_else(|_| header::HeaderValue::from_static("attachment"));
+    out.push((header::CONTENT_DISPOSITION, disposition));
+    out
 }
 
 /// GET /v1/Media/{Sid}/Content and /v1/Services/{ChatServiceSid}/Media/{Sid}/Content

@@ -15,6 +15,7 @@ mod services;
 mod users;
 mod webhooks;
 
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
@@ -109,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/MediaContent/{media}", get(media::signed_content))
         .merge(api)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(crate::error::name_missing_resource))
         .with_state(state)
 }
 
@@ -117,10 +119,22 @@ fn media_upload() -> MethodRouter<AppState> {
     post(media::upload).layer(axum::extract::DefaultBodyLimit::max(limit))
 }
 
-/// GET /healthz — liveness: answers 200 while the server runs.
-async fn healthz() -> &'static str {
-    "ok"
+/// GET /healthz — answers 200 while the server runs and its store takes writes, 503 otherwise.
+async fn healthz(State(state): State<AppState>) -> Response {
+    let probe = tokio::time::timeout(HEALTH_PROBE_TIMEOUT, state.palaver.store().check_writable()).await;
+    match probe {
+        Ok(Ok(())) => "ok".into_response(),
+        Ok(Err(err)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: the store cannot write: {err}")).into_response()
+        }
+        Err(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unhealthy: the store did not answer a write in time").into_response()
+        }
+    }
 }
+
+/// How long `/healthz` waits for its probe write.
+const HEALTH_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(uri.path())

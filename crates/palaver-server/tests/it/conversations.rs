@@ -25,11 +25,11 @@ async fn create_fetch_update_delete_by_sid_and_unique_name() {
         .await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["friendly_name"], "Renamed");
-    assert_error(&api.get("/v1/Conversations/support-1").await, 404, 50350);
+    assert_error(&api.get("/v1/Conversations/support-1").await, 404, 20404);
     assert_eq!(api.get("/v1/Conversations/support-2").await.1["sid"], sid);
 
     assert_eq!(api.delete("/v1/Conversations/support-2").await.0, 204);
-    assert_error(&api.get(&format!("/v1/Conversations/{sid}")).await, 404, 50350);
+    assert_error(&api.get(&format!("/v1/Conversations/{sid}")).await, 404, 20404);
 }
 
 #[tokio::test]
@@ -47,7 +47,7 @@ async fn unscoped_and_service_scoped_paths_see_the_same_default_service() {
     let other = other["sid"].as_str().unwrap();
     let (status, in_other) = api.post(&format!("/v1/Services/{other}/Conversations"), &[("FriendlyName", "o")]).await;
     assert_eq!(status, 201);
-    assert_error(&api.get(&format!("/v1/Conversations/{}", in_other["sid"].as_str().unwrap())).await, 404, 50350);
+    assert_error(&api.get(&format!("/v1/Conversations/{}", in_other["sid"].as_str().unwrap())).await, 404, 20404);
 }
 
 #[tokio::test]

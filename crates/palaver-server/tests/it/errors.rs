@@ -36,7 +36,9 @@ async fn bad_input_gets_twilio_errors_not_500s() {
     assert_error(&api.post("/v1/Conversations", &[("Timers.Inactive", "banana")]).await, 400, 20001);
     assert_error(&api.post("/v1/Conversations", &[("DateCreated", "yesterday")]).await, 400, 20001);
     assert_error(&api.get("/v1/Conversations?PageSize=0").await, 400, 20001);
-    assert_error(&api.get("/v1/Conversations?PageSize=1000").await, 400, 20001);
+    for size in ["-1", "x", "1.5", ""] {
+        assert_error(&api.get(&format!("/v1/Conversations?PageSize={size}")).await, 400, 20001);
+    }
     assert_error(&api.get("/v1/Conversations?PageToken=garbage").await, 400, 20001);
     let messages = format!("/v1/Conversations/{conv}/Messages");
     let small = format!("\"{}\"", "a".repeat(4 * 1024));
@@ -46,7 +48,7 @@ async fn bad_input_gets_twilio_errors_not_500s() {
     assert_error(&api.get(&format!("{messages}?Order=sideways")).await, 400, 20001);
     assert_error(&api.get(&format!("{messages}/IM0123456789abcdef0123456789abcdef")).await, 404, 20404);
     assert_error(&api.get(&format!("{messages}/not-a-sid")).await, 404, 20404);
-    assert_error(&api.get("/v1/Conversations/CH0123456789abcdef0123456789abcdef").await, 404, 50350);
+    assert_error(&api.get("/v1/Conversations/CH0123456789abcdef0123456789abcdef").await, 404, 20404);
     assert_error(&api.get("/v1/Users/nobody").await, 404, 20404);
     assert_error(&api.get("/v1/Services/IS0123456789abcdef0123456789abcdef/Conversations").await, 404, 20404);
     assert_error(&api.get("/v1/NoSuchThing").await, 404, 20404);
@@ -66,4 +68,57 @@ async fn body_over_1600_characters_is_refused_when_sms_participants_exist() {
     )
     .await;
     assert_error(&api.post(&messages, &[("Body", &long)]).await, 400, 20001);
+}
+
+#[tokio::test]
+async fn missing_resources_are_20404_naming_the_requested_path() {
+    let api = Api::start().await;
+    let conv = api.conversation(&[]).await;
+    let missing_conv = "CH0123456789abcdef0123456789abcdef";
+    for path in [
+        format!("/Conversations/{missing_conv}"),
+        "/Conversations/no-such-name".to_string(),
+        format!("/Conversations/{missing_conv}/Participants"),
+        format!("/Conversations/{conv}/Participants/MB0123456789abcdef0123456789abcdef"),
+        format!("/Conversations/{conv}/Participants/nobody"),
+        format!("/Conversations/{conv}/Messages/IM0123456789abcdef0123456789abcdef"),
+        format!("/Conversations/{conv}/Messages/not-a-sid"),
+        format!("/Conversations/{conv}/Webhooks/WH0123456789abcdef0123456789abcdef"),
+        "/Users/nobody".to_string(),
+        "/Roles/RL0123456789abcdef0123456789abcdef".to_string(),
+        "/Roles/garbage".to_string(),
+        "/Services/IS0123456789abcdef0123456789abcdef".to_string(),
+        "/Services/garbage/Conversations".to_string(),
+        "/Credentials/CR0123456789abcdef0123456789abcdef".to_string(),
+        "/NoSuchThing".to_string(),
+    ] {
+        let mut responses = vec![api.get(&format!("/v1{path}")).await];
+        // Updates and deletes of an instance; a create in a list checks its input first.
+        // (A role's update must name its permissions, checked first.)
+        if !path.ends_with("/Participants") && !path.ends_with("/Conversations") && !path.starts_with("/Roles") {
+            responses.push(api.post(&format!("/v1{path}"), &[("FriendlyName", "x")]).await);
+            responses.push(api.delete(&format!("/v1{path}")).await);
+        }
+        for response in responses {
+            if response.0 == 405 {
+                continue;
+            }
+            assert_error(&response, 404, 20404);
+            assert_eq!(response.1["message"], format!("The requested resource {path} was not found"), "{path}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn page_sizes_above_the_maximum_are_served_as_the_maximum() {
+    let api = Api::start().await;
+    for _ in 0..3 {
+        api.conversation(&[]).await;
+    }
+    for size in ["1000", "101", "99999999999999999999999"] {
+        let (status, page) = api.get(&format!("/v1/Conversations?PageSize={size}")).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["meta"]["page_size"], 100, "{page}");
+        assert_eq!(page["conversations"].as_array().map(Vec::len), Some(3));
+    }
 }

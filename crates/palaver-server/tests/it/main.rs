@@ -4,6 +4,7 @@ mod api;
 mod channels;
 mod conversations;
 mod errors;
+mod hardening;
 mod media;
 mod messages;
 mod participants;

@@ -25,7 +25,7 @@ async fn users_by_sid_or_identity_and_their_conversations() {
         20001,
     );
     assert_eq!(api.delete(&format!("/v1/Users/dana/Conversations/{conv}")).await.0, 204);
-    assert_error(&api.get(&format!("/v1/Conversations/{conv}/Participants/dana")).await, 404, 50432);
+    assert_error(&api.get(&format!("/v1/Conversations/{conv}/Participants/dana")).await, 404, 20404);
     assert_eq!(api.delete("/v1/Users/dana").await.0, 204);
     assert_error(&api.get("/v1/Users/dana").await, 404, 20404);
 }

@@ -330,7 +330,7 @@ async fn conversation_scoped_webhooks_and_triggers() {
     assert_error(&api.post(&hooks, &[("Target", "carrier-pigeon")]).await, 400, 20001);
     assert_error(&api.post(&hooks, &[("Target", "webhook")]).await, 400, 20001);
     assert_error(&api.post(&hooks, &[("Target", "webhook"), ("Configuration.Url", "not a url")]).await, 400, 20001);
-    assert_error(&api.get("/v1/Conversations/CH00000000000000000000000000000000/Webhooks").await, 404, 50350);
+    assert_error(&api.get("/v1/Conversations/CH00000000000000000000000000000000/Webhooks").await, 404, 20404);
     for n in 0..4 {
         let url = receiver.url(&format!("/extra{n}"));
         let response = api
