@@ -15,6 +15,10 @@ pub enum ErrorCode {
     AuthenticationFailed,
     /// 20004: the HTTP method is not supported on this resource.
     MethodNotAllowed,
+    /// 20101: the access token is malformed, not signed by a known key, or not valid yet.
+    AccessTokenInvalid,
+    /// 20104: the access token has expired.
+    AccessTokenExpired,
     /// 20403: the caller's roles do not allow the action.
     Forbidden,
     /// 20404: the resource does not exist.
@@ -58,6 +62,8 @@ impl ErrorCode {
             Self::InvalidParameter => 20001,
             Self::AuthenticationFailed => 20003,
             Self::MethodNotAllowed => 20004,
+            Self::AccessTokenInvalid => 20101,
+            Self::AccessTokenExpired => 20104,
             Self::Forbidden => 20403,
             Self::NotFound => 20404,
             Self::TooManyRequests => 20429,
@@ -81,7 +87,7 @@ impl ErrorCode {
     /// The HTTP status this code is answered with.
     pub fn http_status(self) -> u16 {
         match self {
-            Self::AuthenticationFailed => 401,
+            Self::AuthenticationFailed | Self::AccessTokenInvalid | Self::AccessTokenExpired => 401,
             Self::MethodNotAllowed => 405,
             Self::NotFound | Self::ConversationNotFound | Self::ParticipantNotFound => 404,
             Self::UniqueNameTaken

@@ -427,6 +427,8 @@ impl EventKindName {
     pub const USER_CONVERSATION_JOINED: &'static str = "user.conversation_joined";
     /// The user (stream owner) left or was removed from a conversation.
     pub const USER_CONVERSATION_LEFT: &'static str = "user.conversation_left";
+    /// The user's own view of a conversation changed: read horizon or notification level.
+    pub const USER_CONVERSATION_UPDATED: &'static str = "user.conversation_updated";
 }
 
 /// Someone is typing in a conversation.
@@ -688,7 +690,8 @@ pub struct UserInfo {
     pub date_updated: String,
 }
 
-/// Data of `user.conversation_joined` / `user.conversation_left` events on a user's stream.
+/// Data of `user.conversation_joined` / `user.conversation_left` / `user.conversation_updated` events on a
+/// user's stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserConversationChange {
     /// The conversation.
@@ -699,6 +702,9 @@ pub struct UserConversationChange {
     /// which a session starts forwarding that conversation's events.
     #[serde(default)]
     pub joined_at_seq: Option<i64>,
+    /// The user's notification level for the conversation (`default` or `muted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_level: Option<String>,
 }
 
 /// Result of `set_read_horizon` / `get_unread_count`.

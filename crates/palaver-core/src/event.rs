@@ -27,6 +27,7 @@ pub enum EventKind {
     UserRemoved,
     UserConversationJoined,
     UserConversationLeft,
+    UserConversationUpdated,
     DeliveryUpdated,
 }
 
@@ -49,6 +50,7 @@ impl EventKind {
             Self::UserRemoved => "user.removed",
             Self::UserConversationJoined => "user.conversation_joined",
             Self::UserConversationLeft => "user.conversation_left",
+            Self::UserConversationUpdated => "user.conversation_updated",
             Self::DeliveryUpdated => "delivery.updated",
         }
     }
@@ -71,6 +73,7 @@ impl EventKind {
             Self::UserRemoved,
             Self::UserConversationJoined,
             Self::UserConversationLeft,
+            Self::UserConversationUpdated,
             Self::DeliveryUpdated,
         ]
         .into_iter()
@@ -334,6 +337,7 @@ pub fn user_conversation_snapshot(c: &Conversation, p: &Participant, joined_at_s
         conversation: conversation_info(c),
         participant: participant_info(p),
         joined_at_seq,
+        notification_level: Some(p.notification_level.as_str().to_string()),
     })
 }
 

@@ -212,6 +212,19 @@ impl UserSession {
         }
     }
 
+    /// Whether the caller participates in a conversation (answered from the session's access cache when it
+    /// can be).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn participates_in(&self, conv: &ConversationRef) -> Result<bool> {
+        match self.require_participant(conv).await {
+            Ok(_) => Ok(true),
+            Err(Error::NotAParticipant(_) | Error::NotFound { .. }) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
     /// A conversation the caller participates in (with its message and participant counts).
     ///
     /// # Errors

@@ -96,7 +96,10 @@ impl WebhookEventType {
             EventKind::UserAdded => Self::OnUserAdded,
             EventKind::UserUpdated => Self::OnUserUpdated,
             EventKind::DeliveryUpdated => Self::OnDeliveryUpdated,
-            EventKind::UserRemoved | EventKind::UserConversationJoined | EventKind::UserConversationLeft => {
+            EventKind::UserRemoved
+            | EventKind::UserConversationJoined
+            | EventKind::UserConversationLeft
+            | EventKind::UserConversationUpdated => {
                 return None;
             }
         })
@@ -381,7 +384,10 @@ pub fn post_event_params(event: &Event, account_sid: &str) -> Option<(WebhookEve
             params.json_text("DateCreated", receipt, "date_created");
             params.json_text("DateUpdated", receipt, "date_updated");
         }
-        EventKind::UserRemoved | EventKind::UserConversationJoined | EventKind::UserConversationLeft => return None,
+        EventKind::UserRemoved
+        | EventKind::UserConversationJoined
+        | EventKind::UserConversationLeft
+        | EventKind::UserConversationUpdated => return None,
     }
     Some((event_type, params.0))
 }

@@ -20,6 +20,7 @@ mod paging;
 mod resources;
 mod scope;
 pub mod token;
+mod twilsock;
 pub mod webhooks;
 
 use std::future::Future;

@@ -1570,6 +1570,23 @@ impl Store for SqliteStore {
                 &event::participant_snapshot(&updated),
                 now,
             )?;
+            // The user's own view of the conversation (its horizon, its level) is also a change of the
+            // user's list of conversations, which clients follow on the user's stream.
+            let users_view_changed = patch.last_read_message_index.is_some() || patch.notification_level.is_some();
+            // (A missing user is no reason to fail after the UPDATE, which would roll back the whole group.)
+            if users_view_changed
+                && let Some(identity) = &updated.identity
+                && let Ok(user) = find_user(tx, &service, &UserRef::Identity(identity.as_str().to_string()))
+            {
+                append_event(
+                    tx,
+                    user.sid.as_str(),
+                    EventKind::UserConversationUpdated,
+                    current_conv.sid.as_str(),
+                    &event::user_conversation_snapshot(&conversation_by_id(tx, conv_id)?, &updated, None),
+                    now,
+                )?;
+            }
             Ok(updated)
         })
         .await

@@ -186,6 +186,44 @@ pub(crate) async fn fetch(
     Ok(json(StatusCode::OK, resource(&origin, &account, &state.credentials.auth_token, &media)))
 }
 
+/// POST /mcs/v1/Services/{ChatServiceSid}/MediaSet — the JS SDK's batch lookup: `{"command": "get", "list":
+/// [{"media_sid": "ME…"}, …]}`, answered with one `{code, media_record}` per item, in order (a missing or
+/// forbidden item gets its error code instead of a record).
+pub(crate) async fn media_set(
+    State(state): State<AppState>,
+    Origin(origin): Origin,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let request: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("body", format!("is not JSON: {e}")))?;
+    if request.get("command").and_then(Value::as_str) != Some("get") {
+        return Err(ApiError::invalid("command", "only get is supported"));
+    }
+    let list = request.get("list").and_then(Value::as_array).cloned().unwrap_or_default();
+    if list.len() > 100 {
+        return Err(ApiError::invalid("list", "at most 100 media per request"));
+    }
+    let account = state.credentials.account_sid.to_string();
+    let mut out = Vec::with_capacity(list.len());
+    for item in list {
+        let sid = item.get("media_sid").and_then(Value::as_str).unwrap_or_default().to_string();
+        let mut one = params.clone();
+        one.insert("media".into(), sid);
+        out.push(match find(&state, &headers, &one).await {
+            Ok(media) => {
+                json!({"code": 200, "media_record": resource(&origin, &account, &state.credentials.auth_token, &media)})
+            }
+            Err(err) => {
+                let error = err.realtime();
+                json!({"code": error.status, "error": {"code": error.code, "message": error.message}})
+            }
+        });
+    }
+    Ok(json(StatusCode::OK, Value::Array(out)))
+}
+
 async fn content_response(state: &AppState, media: &Media) -> ApiResult<Response> {
     let bytes = state.media.get(&media.sha256).await.map_err(storage_error)?;
     let mut response = ([(header::CONTENT_TYPE, media.content_type.clone())], bytes).into_response();

@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/realtime", get(crate::gateway::upgrade))
+        .route("/v3/wsconnect", get(crate::twilsock::upgrade))
         // Called by the messaging gateway and mail relays, which sign their requests instead of logging in.
         .route("/v1/Channels/Messaging/Inbound", post(channels::inbound_messaging))
         .route("/v1/Channels/Messaging/Status", post(channels::messaging_status))
@@ -108,6 +109,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/Media/{media}/Content", get(media::content))
         .route("/v1/Services/{service}/Media/{media}/Content", get(media::content))
         .route("/v1/MediaContent/{media}", get(media::signed_content))
+        // The same media in the shape of Twilio's media service, where the JS SDK's Configuration points it.
+        .route("/mcs/v1/Services/{service}/Media", media_upload())
+        .route("/mcs/v1/Services/{service}/Media/{media}", get(media::fetch))
+        .route("/mcs/v1/Services/{service}/Media/{media}/Content", get(media::content))
+        .route("/mcs/v1/Services/{service}/MediaSet", post(media::media_set))
         .merge(api)
         .fallback(not_found)
         .layer(axum::middleware::from_fn(crate::error::name_missing_resource))

@@ -10,5 +10,6 @@ mod messages;
 mod participants;
 mod realtime;
 mod timers_and_restart;
+mod twilsock;
 mod users_roles_services;
 mod webhooks;
