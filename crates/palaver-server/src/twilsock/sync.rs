@@ -375,13 +375,14 @@ pub(crate) fn events_for(links: &Links, followed: &mut Followed, event: &Event) 
         (ObjectKind::Document, EventKind::MessageAdded) => {
             let Ok(message) = serde_json::from_value::<MessageInfo>(event.data.clone()) else { return vec![] };
             let Some(conversation) = followed.conversation.as_mut() else { return vec![] };
-            if conversation.last_message.as_ref().is_some_and(|last| last.index >= message.index) {
-                return vec![];
+            // Sent even when the kept state is already newer (it was read after the client's copy): the
+            // client's document may not have this message yet.
+            if conversation.last_message.as_ref().is_none_or(|last| last.index < message.index) {
+                conversation.last_message = Some(palaver_api::realtime::LastMessageInfo {
+                    index: message.index,
+                    date_created: Some(message.date_created.clone()),
+                });
             }
-            conversation.last_message = Some(palaver_api::realtime::LastMessageInfo {
-                index: message.index,
-                date_created: Some(message.date_created.clone()),
-            });
             vec![document_event(document_data(conversation))]
         }
         (ObjectKind::Document, EventKind::ConversationRemoved) => {

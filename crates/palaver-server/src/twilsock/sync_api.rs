@@ -88,9 +88,18 @@ const SETTLE_WINDOW: i64 = 32;
 /// message. Replaying a little more is harmless: items the client has already read carry the full position
 /// and are skipped.
 async fn settled(session: &UserSession, stream: &str, position: i64) -> i64 {
+    settled_with_events(session, stream, position).await.0
+}
+
+/// [`settled`], with the events after the settled position (those a subscription will replay).
+async fn settled_with_events(
+    session: &UserSession,
+    stream: &str,
+    position: i64,
+) -> (i64, Vec<palaver_core::event::Event>) {
     let after = position.saturating_sub(SETTLE_WINDOW).max(0);
     let Ok(recent) = session.palaver().store().read_events(stream, after, SETTLE_WINDOW as u32).await else {
-        return position;
+        return (position, Vec::new());
     };
     let cutoff = time::OffsetDateTime::now_utc() - SETTLE;
     let recent: Vec<_> = recent.into_iter().filter(|e| e.seq <= position).collect();
@@ -105,7 +114,8 @@ async fn settled(session: &UserSession, stream: &str, position: i64) -> i64 {
         })
         .map(|e| e.seq)
         .max();
-    settled.max(joined.unwrap_or(0))
+    let settled = settled.max(joined.unwrap_or(0));
+    (settled, recent.into_iter().filter(|e| e.seq > settled).collect())
 }
 
 async fn position(session: &UserSession, stream: &str) -> ApiResult<i64> {
@@ -214,7 +224,19 @@ async fn items_page(
     let cut = if is_list {
         messages_cut(session, resolved, descending, from.as_ref(), before, if exact { 1 } else { size }).await?
     } else {
-        let all = map_items(session, resolved).await?;
+        let mut all = map_items(session, resolved).await?;
+        if resolved.id.kind == ObjectKind::Roster {
+            // Participants who joined moments ago are left to the replay that follows the SDK's subscription,
+            // so that it announces them (`participantJoined`) instead of finding them already listed: the SDK
+            // reads a new conversation's roster just as the app adds people to it.
+            let (_, replayed) = settled_with_events(session, &resolved.stream, last_event_id).await;
+            let joining: Vec<&str> = replayed
+                .iter()
+                .filter(|e| e.kind == palaver_core::event::EventKind::ParticipantAdded)
+                .map(|e| e.subject.as_str())
+                .collect();
+            all.retain(|(key, _)| !matches!(key, ItemKey::Key(k) if joining.contains(&k.as_str())));
+        }
         sync::cut(all, descending, from.as_ref(), before, if exact { 1 } else { size })
     };
     let mut cut = cut;
@@ -311,9 +333,10 @@ async fn messages_cut(
     // (exclusive), read in the opposite order and turned around.
     let (read_descending, cursor) = match (anchor, before) {
         (None, _) => (descending, None),
-        (Some(a), false) => {
-            (descending, Some(Cursor { backwards: false, key: if descending { a.saturating_add(1) } else { a - 1 } }))
-        }
+        (Some(a), false) => (
+            descending,
+            Some(Cursor { backwards: false, key: if descending { a.saturating_add(1) } else { a.saturating_sub(1) } }),
+        ),
         (Some(a), true) => (!descending, Some(Cursor { backwards: false, key: a })),
     };
     let (page, lead) =
