@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting and lints, the Rust tests (which start real servers on free
-# ports), and the conformance suite that drives the server with the real `twilio` Python library.
-# It sets up what it needs itself (a Python virtualenv in .venv with the pinned requirements).
+# ports), the conformance suite that drives the server with the real `twilio` Python library, and the suite
+# that drives it with the official `@twilio/conversations` JS SDK (2.6.0 and 3.0.1) under Node.
+# It sets up what it needs itself (a Python virtualenv in .venv with the pinned requirements; the npm packages
+# pinned by tests/js-sdk/package-lock.json, cached in .cache/npm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +21,6 @@ cargo build -p palaver --locked
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/conformance/requirements.txt
 PALAVER_BIN="$PWD/target/debug/palaver" .venv/bin/python -m pytest tests/conformance -q -p no:cacheprovider
+
+echo "== JS SDK suite (@twilio/conversations 2.6.0 and 3.0.1)"
+PALAVER_BIN="$PWD/target/debug/palaver" tests/js-sdk/run.sh

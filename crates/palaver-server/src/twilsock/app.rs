@@ -5,11 +5,12 @@
 //!
 //! | path | methods |
 //! |---|---|
-//! | `/Client/v2/Configuration` | GET |
+//! | `/Client/v2/Configuration`, `/Client/v2/ContentTemplates` (always empty) | GET |
 //! | `/Client/v2/Services/{IS}/Me/Conversations[/{CH or unique name}]` | GET, POST |
 //! | `/Client/v2/Services/{IS}/Conversations[/{CH}]` | POST (create), GET, POST, DELETE |
 //! | `/Client/v2/Services/{IS}/Conversations/{CH}/Participants[/{MB or identity}]` | POST, GET, DELETE |
 //! | `/Client/v2/Services/{IS}/Conversations/{CH}/Messages[/{IM}[/Receipts]]` | POST, GET, DELETE |
+//! | `/Client/v2/Services/{IS}/Conversations/{CH}/MessageRecipients` | GET |
 //! | `/Client/v2/Services/{IS}/Users/{identity}` | GET, POST |
 //! | `/Client/v2/Services/{IS}/Typing` | POST |
 //! | `/v3/{Documents,Lists,Maps}/{id}[/Items]` | GET |
@@ -117,6 +118,10 @@ impl TunnelSession {
             ("GET", ["Client", "v2", "Configuration"]) => {
                 ok(client_api::configuration(&links, session, self.state.palaver.typing_timeout().as_secs()))
             }
+            // Palaver has no Content API: there are no templates to list.
+            ("GET", ["Client", "v2", "ContentTemplates"]) => {
+                ok(json!({"templates": [], "meta": {"next_token": null, "previous_token": null}}))
+            }
             (_, ["Client", "v2", "Services", service, rest @ ..]) => {
                 if *service != session.service().as_str() {
                     return Err(ApiError::not_found(&request.path));
@@ -212,6 +217,14 @@ impl TunnelSession {
             ("GET", ["Conversations", conv, "Messages", m, "Receipts"]) => {
                 ok(client_api::receipts(session, conv, m).await?)
             }
+            ("GET", ["Conversations", conv, "MessageRecipients"]) => ok(client_api::message_recipients(
+                session,
+                conv,
+                request.param("MessageSid"),
+                request.param("PageToken"),
+                request.param("PageSize"),
+            )
+            .await?),
             ("GET", ["Users", identity]) => ok(client_api::user(links, account, session, identity).await?),
             ("POST", ["Users", identity]) => {
                 ok(client_api::update_user(links, account, session, identity, &body()?).await?)

@@ -573,3 +573,53 @@ pub(crate) async fn typing(session: &UserSession, body: &Body, typing_timeout_se
     session.typing(&ConversationRef::parse(&conversation)).await?;
     Ok(json!({"typing_timeout": typing_timeout_secs}))
 }
+
+/// GET /Conversations/{Sid}/MessageRecipients?MessageSid&PageToken&PageSize — who (by non-chat binding) each
+/// message went to: one entry per delivery receipt.
+pub(crate) async fn message_recipients(
+    session: &UserSession,
+    conversation: &str,
+    message: Option<&str>,
+    page_token: Option<&str>,
+    page_size: Option<&str>,
+) -> ApiResult<Value> {
+    let conv = ConversationRef::parse(conversation);
+    let participants = session.participants(&conv).await?;
+    let (messages, next) = match message {
+        Some(raw) => {
+            let sid = message_sid(conversation, raw)?;
+            (vec![session.palaver().message(session.service(), &conv, &sid).await?], None)
+        }
+        None => {
+            let size = page_size.and_then(|s| s.parse::<u32>().ok()).unwrap_or(50).clamp(1, 100);
+            let cursor = match page_token {
+                None | Some("") => None,
+                Some(raw) => {
+                    let token = palaver_api::rest::PageToken::parse(raw)
+                        .ok_or_else(|| ApiError::invalid("PageToken", "is not a page token of this list"))?;
+                    Some(Cursor { backwards: token.backwards, key: token.key })
+                }
+            };
+            let page = session.messages(&conv, PageQuery { size, cursor, descending: false }).await?;
+            (page.items, page.next)
+        }
+    };
+    let mut recipients = Vec::new();
+    for m in messages.iter().filter(|m| m.delivery.is_some()) {
+        let query = PageQuery { size: 1000, cursor: None, descending: false };
+        for receipt in session.palaver().list_receipts(session.service(), &conv, &m.sid, query).await?.items {
+            let binding =
+                participants.iter().find(|p| p.sid == receipt.participant_sid).and_then(|p| p.binding.as_ref());
+            recipients.push(json!({
+                "type": binding.map_or("unknown", |b| b.kind.as_str()),
+                "message_sid": m.sid.as_str(),
+                "participant_sid": receipt.participant_sid.as_str(),
+                "address": binding.map(|b| b.address.clone()),
+                "name": binding.and_then(|b| b.name.clone()),
+                "level": binding.and_then(|b| b.level.clone()),
+            }));
+        }
+    }
+    let next = next.map(|c| palaver_api::rest::PageToken { backwards: c.backwards, key: c.key }.encode());
+    Ok(json!({"message_recipients": recipients, "meta": {"next_token": next, "previous_token": null}}))
+}
