@@ -44,4 +44,6 @@ fi
 if [ "$#" -eq 0 ]; then
   set -- test/
 fi
-exec node --test --test-concurrency=1 --test-timeout=120000 "$@"
+# --test-force-exit: the SDK leaves timers behind after shutdown() (a reply it still waits for, up to 30 s;
+# subscription checks), which would keep each test file's process alive after its last test.
+exec node --test --test-concurrency=1 --test-timeout=120000 --test-force-exit "$@"

@@ -9,11 +9,14 @@ export function sleep(ms) {
 
 export class TimeoutError extends Error {}
 
-/** `promise`, or a `TimeoutError` naming `what` after `ms`. */
+/** `promise`, or a `TimeoutError` naming `what` (a string, or a function giving one) after `ms`. */
 export function withTimeout(promise, ms, what) {
   let timer;
   const expiry = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new TimeoutError(`timed out after ${ms} ms: ${what}`)), ms);
+    timer = setTimeout(() => {
+      const label = typeof what === 'function' ? what() : what;
+      reject(new TimeoutError(`timed out after ${ms} ms: ${label}`));
+    }, ms);
   });
   return Promise.race([Promise.resolve(promise), expiry]).finally(() => clearTimeout(timer));
 }
@@ -109,16 +112,37 @@ export class EventLog {
   /** Waits until `count` entries named `name` pass `filter`; resolves with their entries. */
   waitForCount(name, count, filter = () => true, { timeout = EVENT_TIMEOUT_MS, since = 0 } = {}) {
     const matches = () => this.all(name, filter, since);
-    if (matches().length >= count) return Promise.resolve(matches().slice(0, count));
+    return this.until(
+      () => {
+        const found = matches();
+        return found.length >= count ? found.slice(0, count) : null;
+      },
+      timeout,
+      () => `${count} × '${name}' (have ${matches().length})`,
+    );
+  }
+
+  /** The first entry (recorded already or to come) named one of `names`: e.g. success or failure. */
+  waitForFirst(names, { timeout = EVENT_TIMEOUT_MS, since = 0 } = {}) {
+    return this.until(
+      () => this.entries.find((e) => e.seq >= since && names.includes(e.name)) ?? null,
+      timeout,
+      () => `one of ${names.map((n) => `'${n}'`).join(', ')}`,
+    );
+  }
+
+  /** Resolves with `check()` once it is not null, re-checking on every new entry; fails after `timeout`. */
+  until(check, timeout, what) {
+    const now = check();
+    if (now !== null) return Promise.resolve(now);
     let waiter;
     const done = new Promise((resolve) => {
       waiter = () => {
-        const found = matches();
-        if (found.length >= count) resolve(found.slice(0, count));
+        const value = check();
+        if (value !== null) resolve(value);
       };
       this.waiters.add(waiter);
     });
-    const what = `${count} × '${name}' (have ${matches().length})`;
     return withTimeout(done, timeout, what).finally(() => this.waiters.delete(waiter));
   }
 

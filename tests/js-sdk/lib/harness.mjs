@@ -14,7 +14,7 @@ import { after, afterEach, before, describe } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 
-import { EventLog, TimeoutError, withTimeout } from './events.mjs';
+import { EventLog, withTimeout } from './events.mjs';
 import { startProxy } from './proxy.mjs';
 import { SDK_VERSIONS, loadSdk } from './sdk.mjs';
 import { startServer } from './server.mjs';
@@ -186,11 +186,11 @@ export class TestClient {
 
   /** Waits for `initialized`; rejects on `initFailed` or after INIT_TIMEOUT_MS, with what the client said. */
   async ready(timeout = INIT_TIMEOUT_MS) {
-    const failed = this.log.waitFor('initFailed', undefined, { timeout: timeout + 1000 }).then((payload) => {
-      throw new Error(`initFailed: ${JSON.stringify(payload?.error ?? payload)}`);
-    });
     try {
-      await Promise.race([this.log.waitFor('initialized', undefined, { timeout }), failed]);
+      const outcome = await this.log.waitForFirst(['initialized', 'initFailed'], { timeout });
+      if (outcome.name === 'initFailed') {
+        throw new Error(`initFailed: ${JSON.stringify(outcome.payload?.error ?? outcome.payload)}`);
+      }
       this.initialized = true;
       // The client goes on fetching its conversations in the background after `initialized`. When a test ends
       // (and shuts it down) before that fetch does, the SDK leaves the failed fetch unhandled, which the test
@@ -201,12 +201,7 @@ export class TestClient {
       const states = this.log.payloads('connectionStateChanged');
       const errors = this.log.payloads('connectionError').map((e) => e?.message ?? JSON.stringify(e));
       const detail = `connection states [${states.join(', ')}]; connection errors [${errors.join(' | ')}]`;
-      const message = error instanceof TimeoutError ? `client '${this.identity}' did not initialise` : '';
-      throw new Error(`${message || `client '${this.identity}' failed to initialise`}: ${error.message}; ${detail}`, {
-        cause: error,
-      });
-    } finally {
-      failed.catch(() => {});
+      throw new Error(`client '${this.identity}' did not initialise: ${error.message}; ${detail}`, { cause: error });
     }
     return this;
   }

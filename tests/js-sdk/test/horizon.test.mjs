@@ -57,14 +57,31 @@ forEachSdk(env, (sdk) => {
     assert.equal(stored.last_read_message_index, 4);
     assert.equal(stored.unread_messages_count, 0);
 
-    assert.equal(await conversation.setAllMessagesUnread(), null);
-    await horizonIs(conversation, null);
-    await unreadIs(conversation, null);
 
-    // A new message counts as unread once a horizon is set.
-    assert.equal(await conversation.updateLastReadMessageIndex(4), 0);
+    // A new message counts as unread.
     await sdk.rest.postMessage(made.sid, 'system', 'm5');
     await unreadIs(conversation, 1);
+  });
+
+  it('setAllMessagesUnread clears the horizon and resolves to the number of messages now unread', async () => {
+    const identity = unique('reader');
+    const made = await restConversation(sdk.rest, {
+      identities: [identity],
+      messages: Array.from({ length: 5 }, (_, i) => ['system', `m${i}`]),
+    });
+    const alice = await sdk.connect(identity);
+    const conversation = await alice.joined(made.sid);
+    assert.equal(await conversation.updateLastReadMessageIndex(2), 2);
+    await horizonIs(conversation, 2);
+
+    // Every message is unread now, and the call says how many (the seed's Promise<number>); with no horizon
+    // the stored count is unknown, so getUnreadMessagesCount answers null, as Twilio's does.
+    assert.equal(await conversation.setAllMessagesUnread(), 5);
+    await horizonIs(conversation, null);
+    await unreadIs(conversation, null);
+    const stored = await sdk.rest.get(`/v1/Users/${identity}/Conversations/${made.sid}`);
+    assert.equal(stored.last_read_message_index, null);
+    assert.equal(stored.unread_messages_count, null);
   });
 
   it('setAllMessagesRead on an empty conversation resolves to 0', async () => {

@@ -159,7 +159,5 @@ forEachSdk(env, (sdk) => {
     await alice.log.waitFor('messageAdded', (m) => m.conversation.sid === sid && m.index === reply);
   });
 
-  it('a Rust SDK client and JS clients see each other live', {
-    todo: 'needs the Rust helper binary (a palaver-client process driven over stdin/stdout); not wired yet',
-  });
+  // A Rust SDK client in the same conversation: rust-sdk.test.mjs.
 });

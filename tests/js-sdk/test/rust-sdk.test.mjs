@@ -111,9 +111,11 @@ forEachSdk(env, (sdk) => {
       assert.ok(second > first);
       await alice.log.waitFor('messageAdded', (m) => m.index === second && m.body === 'and from bob');
 
-      // JS typing reaches the Rust client.
+      // JS typing reaches the Rust client (and the other JS client, whose SDK looks the conversation up on
+      // the way: waited for, so that no request is left in flight when the test shuts the clients down).
       await conversation.typing();
       await carol.waitFor(new RegExp(`^\\* ${alice.identity} is typing`));
+      await bob.log.waitFor('typingStarted', (p) => p.identity === alice.identity);
     } finally {
       assert.equal(await carol.quit(), 0, `palaver chat exits cleanly: ${carol.stderr}`);
     }
