@@ -158,6 +158,24 @@ pub(crate) fn user_json(links: &ClientLinks, account: &str, u: &User) -> Value {
     })
 }
 
+/// An oldest-first page from the SDK's `PageToken` and `PageSize` (50 by default, at most 100).
+fn page_query(page_token: Option<&str>, page_size: Option<&str>) -> ApiResult<PageQuery> {
+    let size = page_size.and_then(|s| s.parse::<u32>().ok()).unwrap_or(50).clamp(1, 100);
+    let cursor = match page_token {
+        None | Some("") => None,
+        Some(raw) => {
+            let token = palaver_api::rest::PageToken::parse(raw)
+                .ok_or_else(|| ApiError::invalid("PageToken", "is not a page token of this list"))?;
+            Some(Cursor { backwards: token.backwards, key: token.key })
+        }
+    };
+    Ok(PageQuery { size, cursor, descending: false })
+}
+
+fn encode_cursor(cursor: Cursor) -> String {
+    palaver_api::rest::PageToken { backwards: cursor.backwards, key: cursor.key }.encode()
+}
+
 /// GET /Client/v2/Configuration
 pub(crate) fn configuration(links: &ClientLinks, session: &UserSession, typing_timeout_secs: u64) -> Value {
     let identity = session.identity().as_str();
@@ -203,23 +221,17 @@ pub(crate) async fn my_conversations(
     page_token: Option<&str>,
     page_size: Option<&str>,
 ) -> ApiResult<Value> {
-    let size = page_size.and_then(|s| s.parse::<u32>().ok()).unwrap_or(50).clamp(1, 100);
-    let cursor = match page_token {
-        None | Some("") => None,
-        Some(raw) => {
-            let token = palaver_api::rest::PageToken::parse(raw)
-                .ok_or_else(|| ApiError::invalid("PageToken", "is not a page token of this list"))?;
-            Some(Cursor { backwards: token.backwards, key: token.key })
-        }
-    };
-    let page = session.my_conversations(PageQuery { size, cursor, descending: false }).await?;
+    let query = page_query(page_token, page_size)?;
+    let page = session.my_conversations(query).await?;
     let conversations: Vec<Value> =
         page.items.iter().map(|uc| user_conversation_json(links, account, uc, uc.unread_messages_count)).collect();
-    let token =
-        |c: Option<Cursor>| c.map(|c| palaver_api::rest::PageToken { backwards: c.backwards, key: c.key }.encode());
     Ok(json!({
         "conversations": conversations,
-        "meta": {"next_token": token(page.next), "previous_token": token(page.previous), "page_size": size},
+        "meta": {
+            "next_token": page.next.map(encode_cursor),
+            "previous_token": page.previous.map(encode_cursor),
+            "page_size": query.size,
+        },
     }))
 }
 
@@ -591,16 +603,7 @@ pub(crate) async fn message_recipients(
             (vec![session.palaver().message(session.service(), &conv, &sid).await?], None)
         }
         None => {
-            let size = page_size.and_then(|s| s.parse::<u32>().ok()).unwrap_or(50).clamp(1, 100);
-            let cursor = match page_token {
-                None | Some("") => None,
-                Some(raw) => {
-                    let token = palaver_api::rest::PageToken::parse(raw)
-                        .ok_or_else(|| ApiError::invalid("PageToken", "is not a page token of this list"))?;
-                    Some(Cursor { backwards: token.backwards, key: token.key })
-                }
-            };
-            let page = session.messages(&conv, PageQuery { size, cursor, descending: false }).await?;
+            let page = session.messages(&conv, page_query(page_token, page_size)?).await?;
             (page.items, page.next)
         }
     };
@@ -620,6 +623,6 @@ pub(crate) async fn message_recipients(
             }));
         }
     }
-    let next = next.map(|c| palaver_api::rest::PageToken { backwards: c.backwards, key: c.key }.encode());
+    let next = next.map(encode_cursor);
     Ok(json!({"message_recipients": recipients, "meta": {"next_token": next, "previous_token": null}}))
 }
