@@ -1,0 +1,389 @@
+//! Palaver's clustered storage: [`PostgresStore`] implements [`Store`] on PostgreSQL, for several nodes
+//! sharing one database.
+//!
+//! # Driver
+//!
+//! `tokio-postgres` with a `deadpool-postgres` pool, both without default features: the pool is one small
+//! crate over the driver, statements are prepared once per connection (`prepare_cached`), and nothing here
+//! needs compile-time checked queries or macros (`sqlx` would bring its macro crates and a larger build for
+//! that). TLS is not built in yet (`NoTls`): run the database on a private network or through a local proxy.
+//!
+//! # Concurrency: the same guarantees as SQLite, with several writers
+//!
+//! SQLite has one writer, so every rule checked inside a write is race-free for free. Here several nodes,
+//! and several pooled connections per node, write at once; each guarantee of the [`Store`] port is kept as
+//! follows.
+//!
+//! - **Every write is one transaction** (`READ COMMITTED`): the change, its events and its sequence numbers
+//!   commit or roll back together. A failure anywhere (including a constraint violation) rolls back the
+//!   whole write and nothing else, since each write has its own transaction.
+//! - **Per-conversation ordering.** Every write to a conversation first locks its row with
+//!   `SELECT … FOR UPDATE` and only then reads it. Writes to one conversation therefore run one after
+//!   another whichever node they come from, and each one reads the state its predecessor committed (a
+//!   `READ COMMITTED` statement started after the lock was granted sees every commit before it). That is
+//!   what makes `next_message_index` hand out distinct, increasing indices, and what keeps the checks of
+//!   closed state, participant identity and limits, and idempotency keys race-free. Writes to different
+//!   conversations do not wait for each other.
+//! - **Rules without a row to lock** (a unique name claimed by two new conversations, one identity claimed
+//!   by two new users) are left to named unique constraints; the store maps their violation to the same
+//!   [`Conflict`] SQLite reports.
+//! - **Per-stream sequence numbers** come from `INSERT … ON CONFLICT DO UPDATE SET last_seq = last_seq + 1
+//!   RETURNING last_seq` on the stream's row in `streams`: the row stays locked until the transaction ends,
+//!   so concurrent writers to one stream (a user's stream is written from many conversations) are ordered,
+//!   and a rolled-back write gives its number back. No gaps, no duplicates.
+//! - **The global log id in commit order.** The live feed tails `events.id` ("everything above the last id
+//!   I saw"). A plain identity column is not enough: ids are drawn when rows are inserted, not when they
+//!   commit, so transaction A may draw N, B draw N+1 and commit first; a reader that sees N+1 moves its
+//!   cursor past N, and never delivers N once A commits. So events are *not* inserted when a write appends
+//!   them. A write takes its sequence numbers at once (it may need them, e.g. for `joined_at_seq`) and
+//!   buffers the event rows; just before `COMMIT` it takes a transaction-scoped advisory lock
+//!   (`pg_advisory_xact_lock`, one key per schema), inserts the buffered rows (drawing their ids) and
+//!   commits. Only the lock holder draws ids, and PostgreSQL makes a commit visible before it releases the
+//!   transaction's locks, so every id below a visible id is already committed or rolled back (a rolled back
+//!   id is a gap the feed simply never sees). Readers never wait.
+//!
+//!   The price is that the tail of every write (the event insert and the commit's WAL flush) is serialised
+//!   across the cluster. It is short — the rest of the write, row locks and checks included, runs in
+//!   parallel — and the advisory lock is always the last lock a write takes, so it cannot join a deadlock.
+//!   The alternative considered was to insert events at once and let readers stop below the oldest
+//!   transaction still in flight (`pg_snapshot_xmin(pg_current_snapshot())`, with each event's
+//!   `pg_current_xact_id()`): writers never wait, but readers need the transaction id on every row and one
+//!   long transaction stalls the whole feed, and the feed's "last id" stops being a plain number other
+//!   components (the webhook cursor) can compare. Serialising a few milliseconds per write is the simpler
+//!   correct choice at Palaver's write rates; revisit if profiles show the lock.
+//! - **Migrations** run at open, in one transaction per open, under another advisory lock, so nodes that
+//!   start together apply each migration once.
+//!
+//! [`Store::changes`] wakes this process's feed after its own commits; commits of other nodes reach it
+//! through the cluster bus (not part of this crate).
+//!
+//! Not every method is implemented yet; the others return [`Error::Storage`] naming the method (see
+//! [`UNSUPPORTED`]).
+//!
+//! [`Store`]: palaver_core::store::Store
+//! [`Store::changes`]: palaver_core::store::Store::changes
+
+mod queries;
+mod rows;
+mod schema;
+mod store;
+
+use std::sync::Arc;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use palaver_core::error::{Conflict, Error, Result};
+use palaver_core::event::Origin;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+pub use store::UNSUPPORTED;
+
+/// The PostgreSQL-backed [`Store`](palaver_core::store::Store).
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    /// Notified after each of this store's commits.
+    changes: Arc<tokio::sync::Notify>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+/// Connections the pool keeps at most.
+const POOL_SIZE: usize = 16;
+
+/// First half of the advisory lock keys (the second is a hash of the schema's name).
+const LOCK_NAMESPACE: i32 = 0x7061_6c00; // "pal\0"
+/// Held while a write draws event ids and commits.
+const LOG_LOCK: &str = "SELECT pg_advisory_xact_lock($1::int4 + 1, hashtext(current_schema()))";
+/// Held while migrations run.
+const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock($1::int4 + 2, hashtext(current_schema()))";
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host:port/db`) and applies pending migrations.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the URL is malformed, the database cannot be reached or a migration fails.
+    pub async fn open(url: &str) -> Result<Self> {
+        let config: tokio_postgres::Config = url.parse().map_err(pg)?;
+        Self::open_config(config).await
+    }
+
+    /// Like [`PostgresStore::open`], in schema `schema` of that database (created when missing): every pooled
+    /// connection starts with its `search_path` set to it. Tests give each store a schema of its own.
+    ///
+    /// # Errors
+    /// As [`PostgresStore::open`]; also when `schema` is not made of lowercase ASCII letters, digits and `_`.
+    pub async fn open_in_schema(url: &str, schema: &str) -> Result<Self> {
+        if schema.is_empty()
+            || !schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            || schema.as_bytes()[0].is_ascii_digit()
+        {
+            return Err(Error::Storage(format!("invalid schema name {schema:?}")));
+        }
+        let mut config: tokio_postgres::Config = url.parse().map_err(pg)?;
+        let (client, connection) = config.connect(NoTls).await.map_err(pg)?;
+        let driver = tokio::spawn(connection);
+        let created = client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await;
+        drop(client);
+        let _ = driver.await;
+        created.map_err(pg)?;
+        config.options(format!("-c search_path={schema}"));
+        Self::open_config(config).await
+    }
+
+    /// Applies pending migrations to the database at `url` and returns; what `palaver migrate` runs.
+    ///
+    /// # Errors
+    /// As [`PostgresStore::open`].
+    pub async fn migrate(url: &str) -> Result<()> {
+        Self::open(url).await.map(drop)
+    }
+
+    async fn open_config(config: tokio_postgres::Config) -> Result<Self> {
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| Error::Storage(format!("cannot build the connection pool: {e}")))?;
+        let store = Self { pool, changes: Arc::new(tokio::sync::Notify::new()) };
+        store.apply_migrations().await?;
+        Ok(store)
+    }
+
+    async fn apply_migrations(&self) -> Result<()> {
+        let conn = self.connection().await?;
+        conn.batch_execute("BEGIN").await.map_err(pg)?;
+        let applied = async {
+            conn.execute(MIGRATION_LOCK, &[&LOCK_NAMESPACE]).await?;
+            conn.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)").await?;
+            let version: i64 =
+                conn.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[]).await?.get(0);
+            for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
+                conn.batch_execute(sql).await?;
+                conn.execute("INSERT INTO schema_version(version) VALUES ($1)", &[&(i as i64 + 1)]).await?;
+                tracing::info!(version = i + 1, "applied schema migration");
+            }
+            conn.batch_execute("COMMIT").await
+        }
+        .await;
+        if applied.is_err() {
+            let _ = conn.batch_execute("ROLLBACK").await;
+        }
+        applied.map_err(pg)
+    }
+
+    async fn connection(&self) -> Result<Object> {
+        self.pool.get().await.map_err(|e| Error::Storage(format!("no database connection: {e}")))
+    }
+
+    /// Begins a write acting for `origin` in `service` (recorded on the events it appends).
+    pub(crate) async fn write(&self, origin: &Origin, service: &str) -> Result<Tx> {
+        let conn = self.connection().await?;
+        conn.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED").await.map_err(pg)?;
+        Ok(Tx {
+            conn: Some(conn),
+            origin: origin.clone(),
+            service: service.to_string(),
+            pending: Vec::new(),
+            changes: Some(Arc::clone(&self.changes)),
+        })
+    }
+
+    /// Begins a read: one snapshot for all its statements.
+    pub(crate) async fn read(&self) -> Result<Tx> {
+        let conn = self.connection().await?;
+        conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(pg)?;
+        Ok(Tx {
+            conn: Some(conn),
+            origin: Origin::system(),
+            service: String::new(),
+            pending: Vec::new(),
+            changes: None,
+        })
+    }
+}
+
+/// A driver error as a storage failure.
+pub(crate) fn pg(err: tokio_postgres::Error) -> Error {
+    match err.as_db_error() {
+        Some(db) => Error::Storage(format!("{}: {}", db.code().code(), db.message())),
+        None => Error::Storage(err.to_string()),
+    }
+}
+
+/// A statement parameter of a query built at run time.
+pub(crate) type Param = Box<dyn ToSql + Sync + Send>;
+
+/// An event appended by a write, inserted when the write commits (see the crate documentation).
+struct Pending {
+    stream: String,
+    seq: i64,
+    kind: &'static str,
+    subject: String,
+    data: String,
+    at: i64,
+    service: String,
+}
+
+/// One open transaction on a pooled connection. [`Tx::finish`] ends it; dropped unfinished (a cancelled
+/// request), its connection is closed instead of going back to the pool, which rolls the transaction back.
+pub(crate) struct Tx {
+    conn: Option<Object>,
+    /// Who the write acts for, recorded on its events.
+    pub(crate) origin: Origin,
+    /// The service recorded on its events.
+    pub(crate) service: String,
+    pending: Vec<Pending>,
+    /// `Some` for writes: notified after the commit.
+    changes: Option<Arc<tokio::sync::Notify>>,
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(Object::take(conn));
+        }
+    }
+}
+
+impl Tx {
+    fn conn(&self) -> &Object {
+        self.conn.as_ref().expect("a transaction has its connection until it finishes")
+    }
+
+    async fn statement(&self, sql: &str) -> Result<tokio_postgres::Statement> {
+        self.conn().prepare_cached(sql).await.map_err(pg)
+    }
+
+    pub(crate) async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let statement = self.statement(sql).await?;
+        self.conn().query(&statement, params).await.map_err(pg)
+    }
+
+    pub(crate) async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        let statement = self.statement(sql).await?;
+        self.conn().query_opt(&statement, params).await.map_err(pg)
+    }
+
+    pub(crate) async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
+        let statement = self.statement(sql).await?;
+        self.conn().query_one(&statement, params).await.map_err(pg)
+    }
+
+    pub(crate) async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let statement = self.statement(sql).await?;
+        self.conn().execute(&statement, params).await.map_err(pg)
+    }
+
+    /// [`Tx::execute`], reporting a violation of the unique constraint `constraint` as `conflict`.
+    pub(crate) async fn execute_unique(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        constraint: &str,
+        conflict: impl FnOnce() -> Conflict,
+    ) -> Result<u64> {
+        let statement = self.statement(sql).await?;
+        self.conn().execute(&statement, params).await.map_err(|err| {
+            let violated = err.as_db_error().is_some_and(|db| {
+                *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION && db.constraint() == Some(constraint)
+            });
+            if violated { Error::Conflict(conflict()) } else { pg(err) }
+        })
+    }
+
+    /// Takes `stream`'s next sequence number and buffers the event for the commit.
+    pub(crate) async fn append_event(
+        &mut self,
+        stream: &str,
+        kind: palaver_core::event::EventKind,
+        subject: &str,
+        data: String,
+        at: time::OffsetDateTime,
+    ) -> Result<i64> {
+        let seq: i64 = self
+            .query_one(
+                "INSERT INTO streams(stream, last_seq) VALUES ($1, 1) \
+                 ON CONFLICT (stream) DO UPDATE SET last_seq = streams.last_seq + 1 RETURNING last_seq",
+                &[&stream],
+            )
+            .await?
+            .get(0);
+        self.pending.push(Pending {
+            stream: stream.to_string(),
+            seq,
+            kind: kind.as_str(),
+            subject: subject.to_string(),
+            data,
+            at: rows::ms(at),
+            service: self.service.clone(),
+        });
+        Ok(seq)
+    }
+
+    /// Commits when `result` is `Ok` (inserting the buffered events in log order first), rolls back
+    /// otherwise; returns `result`, or the commit's failure.
+    pub(crate) async fn finish<T>(mut self, result: Result<T>) -> Result<T> {
+        let value = match result {
+            Ok(value) => value,
+            Err(err) => {
+                let rolled_back = self.conn().batch_execute("ROLLBACK").await;
+                if rolled_back.is_ok() {
+                    // Back to the pool in a clean state.
+                    drop(self.conn.take());
+                }
+                return Err(err);
+            }
+        };
+        let committed = self.commit().await;
+        match committed {
+            Ok(()) => {
+                drop(self.conn.take());
+                if let Some(changes) = &self.changes {
+                    changes.notify_one();
+                }
+                Ok(value)
+            }
+            // The connection is discarded by `Drop`, which ends whatever is left of the transaction.
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        if !self.pending.is_empty() {
+            self.execute(LOG_LOCK, &[&LOCK_NAMESPACE]).await?;
+            let insert = self
+                .statement(
+                    "INSERT INTO events(stream, seq, kind, subject, data, at, service_sid, source, client_identity, \
+                     webhooks) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .await?;
+            let source = self.origin.source.as_str();
+            for e in &self.pending {
+                self.conn()
+                    .execute(
+                        &insert,
+                        &[
+                            &e.stream,
+                            &e.seq,
+                            &e.kind,
+                            &e.subject,
+                            &e.data,
+                            &e.at,
+                            &e.service,
+                            &source,
+                            &self.origin.client_identity,
+                            &self.origin.webhooks,
+                        ],
+                    )
+                    .await
+                    .map_err(pg)?;
+            }
+        }
+        self.conn().batch_execute("COMMIT").await.map_err(|e| Error::Storage(format!("commit failed: {e}")))
+    }
+}

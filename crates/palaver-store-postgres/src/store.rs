@@ -1,0 +1,1622 @@
+//! [`Store`] for [`PostgresStore`]: each method opens a read or write transaction ([`Tx`]), runs the same
+//! steps as the SQLite store, and finishes it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use palaver_api::sid::{
+    AddressConfigurationSid, ApiKeySid, ConversationSid, DeliveryReceiptSid, MessageSid, RoleSid, ServiceSid,
+    WebhookSid,
+};
+use palaver_core::channel::*;
+use palaver_core::error::{Conflict, Error, ResourceKind, Result};
+use palaver_core::event::{self, Event, EventKind, Origin};
+use palaver_core::model::*;
+use palaver_core::service::arm_timers;
+use palaver_core::store::*;
+use palaver_core::webhook::*;
+use time::OffsetDateTime;
+
+use crate::queries::*;
+use crate::rows::*;
+use crate::{Param, PostgresStore};
+
+/// The [`Store`] methods this backend does not implement yet; each returns [`Error::Storage`] naming itself.
+pub const UNSUPPORTED: &[&str] = &[
+    "webhook_settings",
+    "update_webhook_settings",
+    "create_conversation_webhook",
+    "get_conversation_webhook",
+    "list_conversation_webhooks",
+    "update_conversation_webhook",
+    "delete_conversation_webhook",
+    "webhook_config",
+    "webhook_cursor",
+    "enqueue_webhooks",
+    "due_webhooks",
+    "next_webhook_due",
+    "webhook_delivered",
+    "webhook_failed",
+    "due_channel_jobs",
+    "next_channel_job_due",
+    "update_delivery",
+    "list_receipts",
+    "get_receipt",
+    "find_conversation_by_binding",
+    "create_media",
+    "find_media",
+    "get_media",
+    "create_address_configuration",
+    "get_address_configuration",
+    "find_address_configuration",
+    "list_address_configurations",
+    "update_address_configuration",
+    "delete_address_configuration",
+];
+
+fn unsupported<T>(method: &str) -> Result<T> {
+    Err(Error::Storage(format!("the PostgreSQL store does not support {method} yet")))
+}
+
+fn sid_error(e: palaver_api::sid::SidError) -> Error {
+    Error::Storage(e.to_string())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn changes(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.changes)
+    }
+
+    async fn check_writable(&self) -> Result<()> {
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = tx.execute("SELECT 1", &[]).await.map(drop);
+        tx.finish(r).await
+    }
+
+    async fn bootstrap(&self, default_service: NewService) -> Result<AccountConfig> {
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = async {
+            // Nodes that start together: the second waits here for the first's commit, then sees its config.
+            tx.execute("LOCK TABLE account_config IN EXCLUSIVE MODE", &[]).await?;
+            if let Some(config) = read_account_config(&tx).await? {
+                return Ok(config);
+            }
+            let service = insert_service(&tx, &default_service).await?;
+            tx.execute("INSERT INTO account_config(id, default_service_sid) VALUES (1, $1)", &[&service.sid.as_str()])
+                .await?;
+            bootstrapped_account_config(&tx).await
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn account_config(&self) -> Result<AccountConfig> {
+        let tx = self.read().await?;
+        let r = bootstrapped_account_config(&tx).await;
+        tx.finish(r).await
+    }
+
+    async fn update_account_config(&self, patch: AccountConfigPatch) -> Result<AccountConfig> {
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = async {
+            if let Some(sid) = &patch.default_service_sid {
+                find_service(&tx, sid).await?;
+                tx.execute("UPDATE account_config SET default_service_sid = $1 WHERE id = 1", &[&sid.as_str()]).await?;
+            }
+            if let Some(v) = &patch.default_messaging_service_sid {
+                tx.execute(
+                    "UPDATE account_config SET default_messaging_service_sid = $1 WHERE id = 1",
+                    &[&v.as_ref().map(|s| s.as_str())],
+                )
+                .await?;
+            }
+            if let Some(v) = patch.default_inactive_timer {
+                tx.execute(
+                    "UPDATE account_config SET default_inactive_timer = $1 WHERE id = 1",
+                    &[&v.map(|d| d.as_secs())],
+                )
+                .await?;
+            }
+            if let Some(v) = patch.default_closed_timer {
+                tx.execute(
+                    "UPDATE account_config SET default_closed_timer = $1 WHERE id = 1",
+                    &[&v.map(|d| d.as_secs())],
+                )
+                .await?;
+            }
+            bootstrapped_account_config(&tx).await
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn create_service(&self, new: NewService) -> Result<Service> {
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = insert_service(&tx, &new).await;
+        tx.finish(r).await
+    }
+
+    async fn get_service(&self, sid: &ServiceSid) -> Result<Service> {
+        let tx = self.read().await?;
+        let r = find_service(&tx, sid).await;
+        tx.finish(r).await
+    }
+
+    async fn list_services(&self, page: PageQuery) -> Result<Page<Service>> {
+        let tx = self.read().await?;
+        let r = keyset_page(
+            &tx,
+            &format!("SELECT {SERVICE_COLUMNS} FROM services WHERE 1 = 1"),
+            "id",
+            vec![],
+            page,
+            service,
+            |(id, _)| *id,
+        )
+        .await
+        .map(without_ids);
+        tx.finish(r).await
+    }
+
+    async fn delete_service(&self, sid: &ServiceSid) -> Result<()> {
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = async {
+            find_service(&tx, sid).await?;
+            if read_account_config(&tx).await?.is_some_and(|c| &c.default_service_sid == sid) {
+                return Err(Error::Conflict(Conflict::InUse("the default service cannot be deleted".into())));
+            }
+            let ids =
+                tx.query("SELECT id FROM conversations WHERE service_sid = $1 FOR UPDATE", &[&sid.as_str()]).await?;
+            for row in ids {
+                delete_conversation_rows(&tx, get(&row, 0)?).await?;
+            }
+            for sql in [
+                "DELETE FROM users WHERE service_sid = $1",
+                "DELETE FROM roles WHERE service_sid = $1",
+                "DELETE FROM services WHERE sid = $1",
+            ] {
+                tx.execute(sql, &[&sid.as_str()]).await?;
+            }
+            Ok(())
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn update_service_config(&self, sid: &ServiceSid, patch: ServiceConfigPatch) -> Result<Service> {
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = async {
+            tx.query_opt("SELECT 1 FROM services WHERE sid = $1 FOR UPDATE", &[&sid.as_str()]).await?;
+            find_service(&tx, sid).await?;
+            for (column, value) in [
+                ("creator_role_sid", &patch.creator_role_sid),
+                ("participant_role_sid", &patch.participant_role_sid),
+                ("user_role_sid", &patch.user_role_sid),
+            ] {
+                if let Some(role) = value {
+                    tx.execute(
+                        &format!("UPDATE services SET {column} = $1 WHERE sid = $2"),
+                        &[&role.as_str(), &sid.as_str()],
+                    )
+                    .await?;
+                }
+            }
+            if let Some(enabled) = patch.reachability_enabled {
+                tx.execute("UPDATE services SET reachability_enabled = $1 WHERE sid = $2", &[&enabled, &sid.as_str()])
+                    .await?;
+            }
+            if let Some(now) = patch.now {
+                tx.execute("UPDATE services SET date_updated = $1 WHERE sid = $2", &[&ms(now), &sid.as_str()]).await?;
+            }
+            find_service(&tx, sid).await
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn create_conversation(
+        &self,
+        new: NewConversation,
+        participants: Vec<NewParticipant>,
+        origin: &Origin,
+    ) -> Result<(Conversation, Vec<Participant>)> {
+        let c = new.conversation;
+        let mut tx = self.write(origin, c.service_sid.as_str()).await?;
+        let r = async {
+            let service = find_service(&tx, &c.service_sid).await?;
+            if let Some(name) = &c.unique_name {
+                ensure_unique_name_free(&tx, &c.service_sid, name, -1).await?;
+            }
+            let row = tx
+                .query_one(
+                    "INSERT INTO conversations(sid, service_sid, friendly_name, unique_name, attributes, \
+                     messaging_service_sid, state, state_updated, created_by, email_address, email_name, date_created, \
+                     date_updated, timer_inactive, timer_closed, date_inactive, date_closed) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
+                    &[
+                        &c.sid.as_str(),
+                        &c.service_sid.as_str(),
+                        &c.friendly_name,
+                        &c.unique_name,
+                        &c.attributes.as_str(),
+                        &c.messaging_service_sid.as_ref().map(|s| s.as_str()),
+                        &c.state.as_str(),
+                        &ms(c.state_updated),
+                        &c.created_by,
+                        &c.email_binding.address,
+                        &c.email_binding.name,
+                        &ms(c.date_created),
+                        &ms(c.date_updated),
+                        &c.timers.inactive_after.map(|d| d.as_secs()),
+                        &c.timers.closed_after.map(|d| d.as_secs()),
+                        &opt_ms(c.timers.date_inactive),
+                        &opt_ms(c.timers.date_closed),
+                    ],
+                )
+                .await
+                .map_err(|e| unique_name_conflict(e, c.unique_name.as_deref()))?;
+            let conv_id: i64 = get(&row, 0)?;
+            let created = conversation_by_id(&tx, conv_id).await?;
+            tx.append_event(
+                created.sid.as_str(),
+                EventKind::ConversationAdded,
+                created.sid.as_str(),
+                event::conversation_snapshot(&created).to_string(),
+                c.state_updated,
+            )
+            .await?;
+            let mut added = Vec::with_capacity(participants.len());
+            for p in participants {
+                added.push(insert_participant(&mut tx, conv_id, &created, &service, p).await?);
+            }
+            Ok((conversation_by_id(&tx, conv_id).await?, added))
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn get_conversation(&self, service: &ServiceSid, conv: &ConversationRef) -> Result<Conversation> {
+        let tx = self.read().await?;
+        let r = find_conversation(&tx, service, conv).await.map(|(_, c)| c);
+        tx.finish(r).await
+    }
+
+    async fn list_conversations(
+        &self,
+        service: &ServiceSid,
+        filter: ConversationFilter,
+        page: PageQuery,
+    ) -> Result<Page<Conversation>> {
+        let tx = self.read().await?;
+        let mut sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.service_sid = $1");
+        let mut args: Vec<Param> = vec![Box::new(service.to_string())];
+        if let Some(from) = filter.created_from {
+            args.push(Box::new(ms(from)));
+            sql.push_str(&format!(" AND c.date_created >= ${}", args.len()));
+        }
+        if let Some(before) = filter.created_before {
+            args.push(Box::new(ms(before)));
+            sql.push_str(&format!(" AND c.date_created < ${}", args.len()));
+        }
+        if let Some(state) = filter.state {
+            args.push(Box::new(state.as_str().to_string()));
+            sql.push_str(&format!(" AND c.state = ${}", args.len()));
+        }
+        let r =
+            keyset_page(&tx, &sql, "c.id", args, page, |r| conversation(r, 0), |(id, _)| *id).await.map(without_ids);
+        tx.finish(r).await
+    }
+
+    async fn update_conversation(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        patch: ConversationPatch,
+        origin: &Origin,
+    ) -> Result<Conversation> {
+        let mut tx = self.write(origin, service.as_str()).await?;
+        let r = async {
+            let (id, current) = lock_conversation(&tx, service, conv).await?;
+            ensure_open(&current)?;
+            let now = patch.now.unwrap_or_else(OffsetDateTime::now_utc);
+            let mut next = current.clone();
+            if let Some(v) = patch.friendly_name {
+                next.friendly_name = v;
+            }
+            if let Some(v) = patch.unique_name {
+                if let Some(name) = &v {
+                    ensure_unique_name_free(&tx, service, name, id).await?;
+                }
+                next.unique_name = v;
+            }
+            if let Some(v) = patch.attributes {
+                next.attributes = v;
+            }
+            if let Some(v) = patch.messaging_service_sid {
+                next.messaging_service_sid = v;
+            }
+            if let Some(v) = patch.email_address {
+                next.email_binding.address = v;
+            }
+            if let Some(v) = patch.email_name {
+                next.email_binding.name = v;
+            }
+            if let Some(v) = patch.date_created {
+                next.date_created = v;
+            }
+            let state_changed = patch.state.is_some_and(|s| s != current.state);
+            if let Some(state) = patch.state {
+                next.state = state;
+            }
+            if state_changed {
+                next.state_updated = now;
+            }
+            if state_changed || patch.inactive_after.is_some() || patch.closed_after.is_some() {
+                next.timers = arm_timers(
+                    next.state,
+                    patch.inactive_after.or(current.timers.inactive_after),
+                    patch.closed_after.or(current.timers.closed_after),
+                    now,
+                );
+            }
+            next.date_updated = now;
+            tx.query_opt(
+                "UPDATE conversations SET friendly_name = $1, unique_name = $2, attributes = $3, \
+                 messaging_service_sid = $4, state = $5, state_updated = $6, email_address = $7, email_name = $8, \
+                 date_created = $9, date_updated = $10, timer_inactive = $11, timer_closed = $12, date_inactive = $13, \
+                 date_closed = $14 WHERE id = $15",
+                &[
+                    &next.friendly_name,
+                    &next.unique_name,
+                    &next.attributes.as_str(),
+                    &next.messaging_service_sid.as_ref().map(|s| s.as_str()),
+                    &next.state.as_str(),
+                    &ms(next.state_updated),
+                    &next.email_binding.address,
+                    &next.email_binding.name,
+                    &ms(next.date_created),
+                    &ms(next.date_updated),
+                    &next.timers.inactive_after.map(|d| d.as_secs()),
+                    &next.timers.closed_after.map(|d| d.as_secs()),
+                    &opt_ms(next.timers.date_inactive),
+                    &opt_ms(next.timers.date_closed),
+                    &id,
+                ],
+            )
+            .await
+            .map_err(|e| unique_name_conflict(e, next.unique_name.as_deref()))?;
+            let updated = conversation_by_id(&tx, id).await?;
+            let snapshot = event::conversation_snapshot(&updated).to_string();
+            let sid = updated.sid.as_str();
+            tx.append_event(sid, EventKind::ConversationUpdated, sid, snapshot.clone(), now).await?;
+            if state_changed {
+                tx.append_event(sid, EventKind::ConversationStateUpdated, sid, snapshot, now).await?;
+            }
+            Ok(updated)
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn delete_conversation(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        now: OffsetDateTime,
+        origin: &Origin,
+    ) -> Result<()> {
+        let mut tx = self.write(origin, service.as_str()).await?;
+        let r = async {
+            let (id, current) = lock_conversation(&tx, service, conv).await?;
+            let participants = tx
+                .query(
+                    &format!("SELECT {PARTICIPANT_COLUMNS} FROM participants p WHERE p.conversation_id = $1"),
+                    &[&id],
+                )
+                .await?
+                .iter()
+                .map(|r| participant(r, 0).map(|(_, p)| p))
+                .collect::<Result<Vec<_>>>()?;
+            for p in &participants {
+                user_left(&mut tx, service, &current, p, now).await?;
+            }
+            delete_conversation_rows(&tx, id).await?;
+            let sid = current.sid.as_str();
+            tx.append_event(
+                sid,
+                EventKind::ConversationRemoved,
+                sid,
+                event::conversation_snapshot(&current).to_string(),
+                now,
+            )
+            .await?;
+            Ok(())
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn add_participant(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        new: NewParticipant,
+        origin: &Origin,
+    ) -> Result<Participant> {
+        let mut tx = self.write(origin, service.as_str()).await?;
+        let r = async {
+            let svc = find_service(&tx, service).await?;
+            let (id, current) = lock_conversation(&tx, service, conv).await?;
+            ensure_open(&current)?;
+            insert_participant(&mut tx, id, &current, &svc, new).await
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn get_participant(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        p: &ParticipantRef,
+    ) -> Result<Participant> {
+        let tx = self.read().await?;
+        let r = async {
+            let (id, _) = find_conversation(&tx, service, conv).await?;
+            find_participant(&tx, id, p).await
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn list_participants(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        page: PageQuery,
+    ) -> Result<Page<Participant>> {
+        let tx = self.read().await?;
+        let r = async {
+            let (id, _) = find_conversation(&tx, service, conv).await?;
+            keyset_page(
+                &tx,
+                &format!("SELECT {PARTICIPANT_COLUMNS} FROM participants p WHERE p.conversation_id = $1"),
+                "p.id",
+                vec![Box::new(id)],
+                page,
+                |r| participant(r, 0),
+                |(id, _)| *id,
+            )
+            .await
+            .map(without_ids)
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn update_participant(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        p: &ParticipantRef,
+        patch: ParticipantPatch,
+        origin: &Origin,
+    ) -> Result<Participant> {
+        let mut tx = self.write(origin, service.as_str()).await?;
+        let r = async {
+            let (conv_id, current_conv) = lock_conversation(&tx, service, conv).await?;
+            // Reading a closed conversation is still reading: horizons and notification levels may change.
+            let only_reading = patch.attributes.is_none()
+                && patch.role_sid.is_none()
+                && patch.identity.is_none()
+                && patch.proxy_address.is_none()
+                && patch.projected_address.is_none()
+                && patch.date_created.is_none();
+            if !only_reading {
+                ensure_open(&current_conv)?;
+            }
+            let current = find_participant(&tx, conv_id, p).await?;
+            let now = patch.now.unwrap_or_else(OffsetDateTime::now_utc);
+            let mut sets: Vec<&str> = vec!["date_updated"];
+            let mut args: Vec<Param> = vec![Box::new(ms(now))];
+            if let Some(v) = &patch.attributes {
+                sets.push("attributes");
+                args.push(Box::new(v.as_str().to_string()));
+            }
+            if let Some(v) = &patch.role_sid {
+                find_role(&tx, service, v).await?;
+                sets.push("role_sid");
+                args.push(Box::new(v.to_string()));
+            }
+            if let Some(v) = &patch.identity {
+                if current.identity.is_none() {
+                    return Err(palaver_core::error::InvalidInput::new(
+                        "Identity",
+                        "a non-chat participant has no identity",
+                    )
+                    .into());
+                }
+                if current.identity.as_ref() != Some(v) {
+                    let taken: bool = get(
+                        &tx.query_one(
+                            "SELECT EXISTS(SELECT 1 FROM participants WHERE conversation_id = $1 AND identity = $2)",
+                            &[&conv_id, &v.as_str()],
+                        )
+                        .await?,
+                        0,
+                    )?;
+                    if taken {
+                        return Err(Error::Conflict(Conflict::ParticipantIdentityTaken(v.to_string())));
+                    }
+                }
+                sets.push("identity");
+                args.push(Box::new(v.as_str().to_string()));
+            }
+            if let Some(v) = &patch.proxy_address {
+                sets.push("binding_proxy");
+                args.push(Box::new(v.clone()));
+            }
+            if let Some(v) = &patch.projected_address {
+                sets.push("binding_projected");
+                args.push(Box::new(v.clone()));
+            }
+            if let Some(v) = patch.last_read_message_index {
+                sets.push("last_read_index");
+                args.push(Box::new(v));
+            }
+            if let Some(v) = patch.last_read_timestamp {
+                sets.push("last_read_timestamp");
+                args.push(Box::new(opt_ms(v)));
+            }
+            if let Some(v) = patch.notification_level {
+                sets.push("notification_level");
+                args.push(Box::new(v.as_str().to_string()));
+            }
+            if let Some(v) = patch.date_created {
+                sets.push("date_created");
+                args.push(Box::new(ms(v)));
+            }
+            let assignments: Vec<String> =
+                sets.iter().enumerate().map(|(i, col)| format!("{col} = ${}", i + 1)).collect();
+            args.push(Box::new(current.sid.to_string()));
+            let sql = format!("UPDATE participants SET {} WHERE sid = ${}", assignments.join(", "), args.len());
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                args.iter().map(|a| a.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+            tx.execute(&sql, &refs).await?;
+            let updated = find_participant(&tx, conv_id, &ParticipantRef::Sid(current.sid)).await?;
+            tx.append_event(
+                current_conv.sid.as_str(),
+                EventKind::ParticipantUpdated,
+                updated.sid.as_str(),
+                event::participant_snapshot(&updated).to_string(),
+                now,
+            )
+            .await?;
+            // The user's own view of the conversation is also a change of the user's list of conversations.
+            let users_view_changed = patch.last_read_message_index.is_some() || patch.notification_level.is_some();
+            if users_view_changed
+                && let Some(identity) = &updated.identity
+                && let Ok(user) = find_user(&tx, service, &UserRef::Identity(identity.as_str().to_string())).await
+            {
+                let conv_now = conversation_by_id(&tx, conv_id).await?;
+                tx.append_event(
+                    user.sid.as_str(),
+                    EventKind::UserConversationUpdated,
+                    current_conv.sid.as_str(),
+                    event::user_conversation_snapshot(&conv_now, &updated, None).to_string(),
+                    now,
+                )
+                .await?;
+            }
+            Ok(updated)
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn remove_participant(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        p: &ParticipantRef,
+        now: OffsetDateTime,
+        origin: &Origin,
+    ) -> Result<()> {
+        let mut tx = self.write(origin, service.as_str()).await?;
+        let r = async {
+            let (conv_id, current_conv) = lock_conversation(&tx, service, conv).await?;
+            let current = find_participant(&tx, conv_id, p).await?;
+            let queued = tx
+                .query_opt(
+                    "SELECT 1 FROM delivery_receipts WHERE participant_sid = $1 AND next_attempt IS NOT NULL LIMIT 1",
+                    &[&current.sid.as_str()],
+                )
+                .await?;
+            if queued.is_some() {
+                // Failing its queued receipts needs update_delivery, which is not here yet.
+                return unsupported("remove_participant (of a participant with queued receipts)");
+            }
+            tx.execute("DELETE FROM participants WHERE sid = $1", &[&current.sid.as_str()]).await?;
+            tx.append_event(
+                current_conv.sid.as_str(),
+                EventKind::ParticipantRemoved,
+                current.sid.as_str(),
+                event::participant_snapshot(&current).to_string(),
+                now,
+            )
+            .await?;
+            user_left(&mut tx, service, &current_conv, &current, now).await
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn add_message(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        new: NewMessage,
+        origin: &Origin,
+    ) -> Result<Message> {
+        if !new.media.is_empty() {
+            return unsupported("add_message (with media)");
+        }
+        let mut tx = self.write(origin, service.as_str()).await?;
+        let r = async {
+            // The row lock orders this message after every earlier write to the conversation.
+            let (conv_id, current) = lock_conversation(&tx, service, conv).await?;
+            if let Some(key) = &new.idempotency_key {
+                let earlier = tx
+                    .query_opt(
+                        "SELECT message_sid FROM message_keys WHERE conversation_id = $1 AND key = $2",
+                        &[&conv_id, key],
+                    )
+                    .await?;
+                if let Some(row) = earlier {
+                    let sid: MessageSid = parse_col(&row, 0)?;
+                    return find_message(&tx, conv_id, &current, &sid).await;
+                }
+            }
+            ensure_open(&current)?;
+            let index: i64 = get(
+                &tx.query_one(
+                    "UPDATE conversations SET next_message_index = next_message_index + 1 WHERE id = $1 \
+                     RETURNING next_message_index - 1",
+                    &[&conv_id],
+                )
+                .await?,
+                0,
+            )?;
+            let participant_sid: Option<String> = tx
+                .query_opt(
+                    "SELECT sid FROM participants WHERE conversation_id = $1 \
+                     AND (identity = $2 OR (identity IS NULL AND binding_address = $2)) ORDER BY id LIMIT 1",
+                    &[&conv_id, &new.author],
+                )
+                .await?
+                .map(|r| get(&r, 0))
+                .transpose()?;
+            tx.execute(
+                "INSERT INTO messages(conversation_id, idx, sid, author, body, subject, attributes, participant_sid, \
+                 content_sid, date_created, date_updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                &[
+                    &conv_id,
+                    &index,
+                    &new.sid.as_str(),
+                    &new.author,
+                    &new.body,
+                    &new.subject,
+                    &new.attributes.as_str(),
+                    &participant_sid,
+                    &new.content_sid,
+                    &ms(new.date_created),
+                    &opt_ms(new.date_updated),
+                ],
+            )
+            .await?;
+            if let Some(key) = &new.idempotency_key {
+                tx.execute(
+                    "INSERT INTO message_keys(conversation_id, key, message_sid) VALUES ($1, $2, $3)",
+                    &[&conv_id, key, &new.sid.as_str()],
+                )
+                .await?;
+            }
+            let mut delivery = None;
+            if current.participants_count > 0
+                && let Some(counts) =
+                    create_receipts(&tx, conv_id, &current, &new.sid, participant_sid.as_deref(), new.now).await?
+            {
+                tx.execute(
+                    "UPDATE messages SET delivery = $1 WHERE conversation_id = $2 AND idx = $3",
+                    &[&counts.to_json(), &conv_id, &index],
+                )
+                .await?;
+                delivery = Some(counts);
+            }
+            // New activity wakes an inactive conversation and restarts its timers.
+            let reactivated = current.state == ConversationState::Inactive;
+            let state = if reactivated { ConversationState::Active } else { current.state };
+            let timers = arm_timers(state, current.timers.inactive_after, current.timers.closed_after, new.now);
+            let unchanged = !reactivated
+                && timers.date_inactive == current.timers.date_inactive
+                && timers.date_closed == current.timers.date_closed;
+            if !unchanged {
+                tx.execute(
+                    "UPDATE conversations SET state = $1, state_updated = CASE WHEN $2 THEN $3 ELSE state_updated END, \
+                     date_inactive = $4, date_closed = $5 WHERE id = $6",
+                    &[
+                        &state.as_str(),
+                        &reactivated,
+                        &ms(new.now),
+                        &opt_ms(timers.date_inactive),
+                        &opt_ms(timers.date_closed),
+                        &conv_id,
+                    ],
+                )
+                .await?;
+            }
+            // The row as written, without reading it back (times at the stored millisecond precision).
+            let at_ms = |t: OffsetDateTime| palaver_core::clock::from_unix_millis(ms(t));
+            let created = Message {
+                sid: new.sid.clone(),
+                conversation_sid: current.sid.clone(),
+                service_sid: current.service_sid.clone(),
+                index,
+                author: new.author.clone(),
+                body: new.body.clone(),
+                subject: new.subject.clone(),
+                attributes: new.attributes.clone(),
+                participant_sid: participant_sid.as_deref().map(str::parse).transpose().map_err(sid_error)?,
+                content_sid: new.content_sid.clone(),
+                media: Vec::new(),
+                delivery,
+                date_created: at_ms(new.date_created),
+                date_updated: new.date_updated.map(at_ms),
+            };
+            let conv_sid = current.sid.as_str();
+            tx.append_event(
+                conv_sid,
+                EventKind::MessageAdded,
+                created.sid.as_str(),
+                event::message_snapshot_json(&created),
+                new.now,
+            )
+            .await?;
+            if reactivated {
+                let updated = conversation_by_id(&tx, conv_id).await?;
+                tx.append_event(
+                    conv_sid,
+                    EventKind::ConversationStateUpdated,
+                    conv_sid,
+                    event::conversation_snapshot(&updated).to_string(),
+                    new.now,
+                )
+                .await?;
+            }
+            Ok(created)
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn get_message(&self, service: &ServiceSid, conv: &ConversationRef, sid: &MessageSid) -> Result<Message> {
+        let tx = self.read().await?;
+        let r = async {
+            let (conv_id, current) = find_conversation(&tx, service, conv).await?;
+            find_message(&tx, conv_id, &current, sid).await
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn list_messages(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        page: PageQuery,
+    ) -> Result<Page<Message>> {
+        self.list_messages_and_lead(service, conv, page).await.map(|(page, _)| page)
+    }
+
+    async fn list_messages_and_lead(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        page: PageQuery,
+    ) -> Result<(Page<Message>, bool)> {
+        let tx = self.read().await?;
+        let r = async {
+            let (conv_id, current) = find_conversation(&tx, service, conv).await?;
+            let listed = keyset_page(
+                &tx,
+                &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1"),
+                "idx",
+                vec![Box::new(conv_id)],
+                page,
+                |r| message(r, &current),
+                |m| m.index,
+            )
+            .await?;
+            let Some(first) = listed.items.first().map(|m| m.index) else { return Ok((listed, false)) };
+            let sql = if page.descending {
+                "SELECT EXISTS(SELECT 1 FROM messages WHERE conversation_id = $1 AND idx > $2)"
+            } else {
+                "SELECT EXISTS(SELECT 1 FROM messages WHERE conversation_id = $1 AND idx < $2)"
+            };
+            let lead: bool = get(&tx.query_one(sql, &[&conv_id, &first]).await?, 0)?;
+            Ok((listed, lead))
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn update_message(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        sid: &MessageSid,
+        patch: MessagePatch,
+        origin: &Origin,
+    ) -> Result<Message> {
+        let mut tx = self.write(origin, service.as_str()).await?;
+        let r = async {
+            let (conv_id, current_conv) = lock_conversation(&tx, service, conv).await?;
+            ensure_open(&current_conv)?;
+            let mut m = find_message(&tx, conv_id, &current_conv, sid).await?;
+            if let Some(v) = patch.author {
+                m.author = v;
+            }
+            if let Some(v) = patch.body {
+                m.body = Some(v);
+            }
+            if let Some(v) = patch.subject {
+                m.subject = Some(v);
+            }
+            if let Some(v) = patch.attributes {
+                m.attributes = v;
+            }
+            if let Some(v) = patch.date_created {
+                m.date_created = v;
+            }
+            if patch.date_updated.is_some() {
+                m.date_updated = patch.date_updated;
+            }
+            tx.execute(
+                "UPDATE messages SET author = $1, body = $2, subject = $3, attributes = $4, date_created = $5, \
+                 date_updated = $6 WHERE conversation_id = $7 AND sid = $8",
+                &[
+                    &m.author,
+                    &m.body,
+                    &m.subject,
+                    &m.attributes.as_str(),
+                    &ms(m.date_created),
+                    &opt_ms(m.date_updated),
+                    &conv_id,
+                    &sid.as_str(),
+                ],
+            )
+            .await?;
+            let now = patch.now.unwrap_or_else(OffsetDateTime::now_utc);
+            tx.append_event(
+                current_conv.sid.as_str(),
+                EventKind::MessageUpdated,
+                m.sid.as_str(),
+                event::message_snapshot(&m).to_string(),
+                now,
+            )
+            .await?;
+            Ok(m)
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn delete_message(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        sid: &MessageSid,
+        now: OffsetDateTime,
+        origin: &Origin,
+    ) -> Result<()> {
+        let mut tx = self.write(origin, service.as_str()).await?;
+        let r = async {
+            let (conv_id, current_conv) = lock_conversation(&tx, service, conv).await?;
+            ensure_open(&current_conv)?;
+            let m = find_message(&tx, conv_id, &current_conv, sid).await?;
+            tx.execute("DELETE FROM messages WHERE conversation_id = $1 AND idx = $2", &[&conv_id, &m.index]).await?;
+            tx.execute("INSERT INTO deleted_messages(conversation_id, idx) VALUES ($1, $2)", &[&conv_id, &m.index])
+                .await?;
+            tx.execute(
+                "DELETE FROM delivery_receipts WHERE conversation_id = $1 AND message_sid = $2",
+                &[&conv_id, &m.sid.as_str()],
+            )
+            .await?;
+            tx.execute("UPDATE conversations SET deleted_messages = deleted_messages + 1 WHERE id = $1", &[&conv_id])
+                .await?;
+            tx.append_event(
+                current_conv.sid.as_str(),
+                EventKind::MessageRemoved,
+                m.sid.as_str(),
+                event::message_snapshot(&m).to_string(),
+                now,
+            )
+            .await?;
+            Ok(())
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn create_user(&self, service: &ServiceSid, new: NewUser, origin: &Origin) -> Result<User> {
+        let mut tx = self.write(origin, service.as_str()).await?;
+        let r = async {
+            let svc = find_service(&tx, service).await?;
+            let taken = || Conflict::UserIdentityTaken(new.identity.to_string());
+            if find_user(&tx, service, &UserRef::Identity(new.identity.as_str().to_string())).await.is_ok() {
+                return Err(Error::Conflict(taken()));
+            }
+            let role = new.role_sid.clone().unwrap_or(svc.user_role_sid);
+            tx.execute_unique(
+                "INSERT INTO users(sid, service_sid, identity, friendly_name, attributes, role_sid, date_created, \
+                 date_updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                &[
+                    &new.sid.as_str(),
+                    &service.as_str(),
+                    &new.identity.as_str(),
+                    &new.friendly_name,
+                    &new.attributes.as_str(),
+                    &role.as_str(),
+                    &ms(new.now),
+                ],
+                "users_identity",
+                taken,
+            )
+            .await?;
+            let user = find_user(&tx, service, &UserRef::Sid(new.sid.clone())).await?;
+            tx.append_event(
+                user.sid.as_str(),
+                EventKind::UserAdded,
+                user.sid.as_str(),
+                event::user_snapshot(&user).to_string(),
+                new.now,
+            )
+            .await?;
+            Ok(user)
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn get_user(&self, service: &ServiceSid, user_ref: &UserRef) -> Result<User> {
+        let tx = self.read().await?;
+        let r = find_user(&tx, service, user_ref).await;
+        tx.finish(r).await
+    }
+
+    async fn list_users(&self, service: &ServiceSid, page: PageQuery) -> Result<Page<User>> {
+        let tx = self.read().await?;
+        let r = keyset_page(
+            &tx,
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE service_sid = $1"),
+            "id",
+            vec![Box::new(service.to_string())],
+            page,
+            user,
+            |(id, _)| *id,
+        )
+        .await
+        .map(without_ids);
+        tx.finish(r).await
+    }
+
+    async fn update_user(
+        &self,
+        service: &ServiceSid,
+        user_ref: &UserRef,
+        patch: UserPatch,
+        origin: &Origin,
+    ) -> Result<User> {
+        let mut tx = self.write(origin, service.as_str()).await?;
+        let r = async {
+            let mut u = find_user_locking(&tx, service, user_ref, "FOR UPDATE").await?;
+            if let Some(v) = patch.friendly_name {
+                u.friendly_name = v;
+            }
+            if let Some(v) = patch.attributes {
+                u.attributes = v;
+            }
+            if let Some(v) = patch.role_sid {
+                u.role_sid = Some(v);
+            }
+            let now = patch.now.unwrap_or_else(OffsetDateTime::now_utc);
+            u.date_updated = now;
+            tx.execute(
+                "UPDATE users SET friendly_name = $1, attributes = $2, role_sid = $3, date_updated = $4 WHERE sid = $5",
+                &[
+                    &u.friendly_name,
+                    &u.attributes.as_str(),
+                    &u.role_sid.as_ref().map(|r| r.as_str()),
+                    &ms(now),
+                    &u.sid.as_str(),
+                ],
+            )
+            .await?;
+            tx.append_event(
+                u.sid.as_str(),
+                EventKind::UserUpdated,
+                u.sid.as_str(),
+                event::user_snapshot(&u).to_string(),
+                now,
+            )
+            .await?;
+            Ok(u)
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn delete_user(
+        &self,
+        service: &ServiceSid,
+        user_ref: &UserRef,
+        now: OffsetDateTime,
+        origin: &Origin,
+    ) -> Result<()> {
+        let mut tx = self.write(origin, service.as_str()).await?;
+        let r = async {
+            let u = find_user_locking(&tx, service, user_ref, "FOR UPDATE").await?;
+            tx.execute("DELETE FROM users WHERE sid = $1", &[&u.sid.as_str()]).await?;
+            tx.append_event(
+                u.sid.as_str(),
+                EventKind::UserRemoved,
+                u.sid.as_str(),
+                event::user_snapshot(&u).to_string(),
+                now,
+            )
+            .await?;
+            Ok(())
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn list_user_conversations(
+        &self,
+        service: &ServiceSid,
+        user_ref: &UserRef,
+        page: PageQuery,
+    ) -> Result<Page<UserConversation>> {
+        let tx = self.read().await?;
+        let r = async {
+            let u = find_user(&tx, service, user_ref).await?;
+            let sql = format!(
+                "SELECT {PARTICIPANT_COLUMNS}, {CONVERSATION_COLUMNS} FROM participants p \
+                 JOIN conversations c ON c.id = p.conversation_id WHERE p.service_sid = $1 AND p.identity = $2"
+            );
+            let args: Vec<Param> = vec![Box::new(service.to_string()), Box::new(u.identity.as_str().to_string())];
+            let raw = keyset_page(&tx, &sql, "p.id", args, page, participant_and_conversation, |parts| parts.0).await?;
+            let mut items = Vec::with_capacity(raw.items.len());
+            for parts in raw.items {
+                items.push(to_user_conversation(&tx, &u.sid, parts).await?);
+            }
+            Ok(Page { items, next: raw.next, previous: raw.previous })
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn get_user_conversation(
+        &self,
+        service: &ServiceSid,
+        user_ref: &UserRef,
+        conv: &ConversationRef,
+    ) -> Result<UserConversation> {
+        let tx = self.read().await?;
+        let r = async {
+            let u = find_user(&tx, service, user_ref).await?;
+            let (conv_id, _) = find_conversation(&tx, service, conv).await?;
+            let row = tx
+                .query_opt(
+                    &format!(
+                        "SELECT {PARTICIPANT_COLUMNS}, {CONVERSATION_COLUMNS} FROM participants p \
+                         JOIN conversations c ON c.id = p.conversation_id WHERE p.conversation_id = $1 AND p.identity = $2"
+                    ),
+                    &[&conv_id, &u.identity.as_str()],
+                )
+                .await?
+                .ok_or_else(|| Error::not_found(ResourceKind::UserConversation, format!("{}/{}", u.sid, conv)))?;
+            to_user_conversation(&tx, &u.sid, participant_and_conversation(&row)?).await
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn list_participant_conversations(
+        &self,
+        service: &ServiceSid,
+        lookup: &ParticipantLookup,
+        page: PageQuery,
+    ) -> Result<Page<ParticipantConversation>> {
+        let tx = self.read().await?;
+        let (column, value) = match lookup {
+            ParticipantLookup::Identity(i) => ("p.identity", i.clone()),
+            ParticipantLookup::Address(a) => ("p.binding_address", a.clone()),
+        };
+        let sql = format!(
+            "SELECT {PARTICIPANT_COLUMNS}, {CONVERSATION_COLUMNS}, (SELECT u.sid FROM users u WHERE \
+             u.service_sid = p.service_sid AND u.identity = p.identity) FROM participants p \
+             JOIN conversations c ON c.id = p.conversation_id WHERE p.service_sid = $1 AND {column} = $2"
+        );
+        let args: Vec<Param> = vec![Box::new(service.to_string()), Box::new(value)];
+        let r = keyset_page(
+            &tx,
+            &sql,
+            "p.id",
+            args,
+            page,
+            |r| {
+                let (pid, participant, _, conversation) = participant_and_conversation(r)?;
+                let user_sid = parse_opt_col(r, USER_SID_COLUMN)?;
+                Ok((pid, ParticipantConversation { participant, user_sid, conversation }))
+            },
+            |(id, _)| *id,
+        )
+        .await
+        .map(without_ids);
+        tx.finish(r).await
+    }
+
+    async fn create_role(&self, service: &ServiceSid, new: NewRole) -> Result<Role> {
+        let tx = self.write(&Origin::system(), service.as_str()).await?;
+        let r = async {
+            find_service(&tx, service).await?;
+            let permissions = serde_json::to_string(&new.permissions).map_err(|e| Error::Storage(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO roles(sid, service_sid, friendly_name, kind, permissions, date_created, date_updated) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                &[
+                    &new.sid.as_str(),
+                    &service.as_str(),
+                    &new.friendly_name,
+                    &new.kind.as_str(),
+                    &permissions,
+                    &ms(new.now),
+                ],
+            )
+            .await?;
+            find_role(&tx, service, &new.sid).await
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn get_role(&self, service: &ServiceSid, sid: &RoleSid) -> Result<Role> {
+        let tx = self.read().await?;
+        let r = find_role(&tx, service, sid).await;
+        tx.finish(r).await
+    }
+
+    async fn list_roles(&self, service: &ServiceSid, page: PageQuery) -> Result<Page<Role>> {
+        let tx = self.read().await?;
+        let r = async {
+            find_service(&tx, service).await?;
+            keyset_page(
+                &tx,
+                &format!("SELECT {ROLE_COLUMNS} FROM roles WHERE service_sid = $1"),
+                "id",
+                vec![Box::new(service.to_string())],
+                page,
+                role,
+                |(id, _)| *id,
+            )
+            .await
+            .map(without_ids)
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn update_role(
+        &self,
+        service: &ServiceSid,
+        sid: &RoleSid,
+        permissions: Vec<String>,
+        now: OffsetDateTime,
+    ) -> Result<Role> {
+        let tx = self.write(&Origin::system(), service.as_str()).await?;
+        let r = async {
+            find_role(&tx, service, sid).await?;
+            let permissions = serde_json::to_string(&permissions).map_err(|e| Error::Storage(e.to_string()))?;
+            tx.execute(
+                "UPDATE roles SET permissions = $1, date_updated = $2 WHERE sid = $3",
+                &[&permissions, &ms(now), &sid.as_str()],
+            )
+            .await?;
+            find_role(&tx, service, sid).await
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn delete_role(&self, service: &ServiceSid, sid: &RoleSid) -> Result<()> {
+        let tx = self.write(&Origin::system(), service.as_str()).await?;
+        let r = async {
+            find_role(&tx, service, sid).await?;
+            // Locks the service row, so that a concurrent change of its default roles cannot slip in.
+            let in_use = tx
+                .query_opt(
+                    "SELECT 1 FROM services WHERE sid = $1 AND $2 IN (creator_role_sid, participant_role_sid, user_role_sid) \
+                     FOR UPDATE",
+                    &[&service.as_str(), &sid.as_str()],
+                )
+                .await?
+                .is_some();
+            if in_use {
+                return Err(Error::Conflict(Conflict::InUse(format!("role {sid} is a default role of its service"))));
+            }
+            tx.execute("DELETE FROM roles WHERE sid = $1", &[&sid.as_str()]).await?;
+            Ok(())
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn create_api_key(&self, key: ApiKey) -> Result<ApiKey> {
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = tx
+            .execute(
+                "INSERT INTO api_keys(sid, friendly_name, secret, date_created) VALUES ($1, $2, $3, $4)",
+                &[&key.sid.as_str(), &key.friendly_name, &key.secret, &ms(key.date_created)],
+            )
+            .await
+            .map(|_| key);
+        tx.finish(r).await
+    }
+
+    async fn get_api_key(&self, sid: &ApiKeySid) -> Result<ApiKey> {
+        let tx = self.read().await?;
+        let r = async {
+            match tx
+                .query_opt(
+                    "SELECT sid, friendly_name, secret, date_created FROM api_keys WHERE sid = $1",
+                    &[&sid.as_str()],
+                )
+                .await?
+            {
+                Some(row) => api_key(&row),
+                None => Err(Error::not_found(ResourceKind::ApiKey, sid)),
+            }
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>> {
+        let tx = self.read().await?;
+        let r = async {
+            tx.query("SELECT sid, friendly_name, secret, date_created FROM api_keys ORDER BY id", &[])
+                .await?
+                .iter()
+                .map(api_key)
+                .collect()
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn delete_api_key(&self, sid: &ApiKeySid) -> Result<()> {
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = async {
+            if tx.execute("DELETE FROM api_keys WHERE sid = $1", &[&sid.as_str()]).await? == 0 {
+                return Err(Error::not_found(ResourceKind::ApiKey, sid));
+            }
+            Ok(())
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn next_timer_due(&self) -> Result<Option<OffsetDateTime>> {
+        let tx = self.read().await?;
+        let r = async {
+            let due: Option<i64> = get(
+                &tx.query_one(
+                    "SELECT LEAST((SELECT MIN(date_inactive) FROM conversations WHERE date_inactive IS NOT NULL), \
+                     (SELECT MIN(date_closed) FROM conversations WHERE date_closed IS NOT NULL))",
+                    &[],
+                )
+                .await?,
+                0,
+            )?;
+            Ok(due.map(palaver_core::clock::from_unix_millis))
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn fire_due_timers(&self, now: OffsetDateTime) -> Result<Vec<Conversation>> {
+        let mut tx = self.write(&Origin::system(), "").await?;
+        let r = async {
+            // Another node firing the same timers skips the rows this one holds, and vice versa.
+            let due = tx
+                .query(
+                    "SELECT id FROM conversations WHERE date_closed <= $1 OR date_inactive <= $1 ORDER BY id \
+                     FOR UPDATE SKIP LOCKED",
+                    &[&ms(now)],
+                )
+                .await?;
+            let mut changed = Vec::new();
+            for row in due {
+                let id: i64 = get(&row, 0)?;
+                let current = conversation_by_id(&tx, id).await?;
+                tx.service = current.service_sid.to_string();
+                let closing = current.timers.date_closed.is_some_and(|d| d <= now);
+                let (state, timers) = if closing {
+                    (ConversationState::Closed, Timers { date_inactive: None, date_closed: None, ..current.timers })
+                } else if current.timers.date_inactive.is_some_and(|d| d <= now) {
+                    (ConversationState::Inactive, Timers { date_inactive: None, ..current.timers })
+                } else {
+                    // Re-armed by a write that committed between the scan and the lock.
+                    continue;
+                };
+                tx.execute(
+                    "UPDATE conversations SET state = $1, state_updated = $2, date_updated = $2, date_inactive = $3, \
+                     date_closed = $4 WHERE id = $5",
+                    &[&state.as_str(), &ms(now), &opt_ms(timers.date_inactive), &opt_ms(timers.date_closed), &id],
+                )
+                .await?;
+                let updated = conversation_by_id(&tx, id).await?;
+                if updated.state != current.state {
+                    let sid = updated.sid.to_string();
+                    tx.append_event(
+                        &sid,
+                        EventKind::ConversationStateUpdated,
+                        &sid,
+                        event::conversation_snapshot(&updated).to_string(),
+                        now,
+                    )
+                    .await?;
+                    changed.push(updated);
+                }
+            }
+            Ok(changed)
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn read_events(&self, stream: &str, after: i64, limit: u32) -> Result<Vec<Event>> {
+        let tx = self.read().await?;
+        let r = query_events(
+            &tx,
+            &format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3"),
+            &[&stream, &after, &i64::from(limit)],
+        )
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn read_log(&self, after_id: i64, limit: u32) -> Result<Vec<Event>> {
+        let tx = self.read().await?;
+        let r = query_events(
+            &tx,
+            &format!("SELECT {EVENT_COLUMNS} FROM events WHERE id > $1 ORDER BY id LIMIT $2"),
+            &[&after_id, &i64::from(limit)],
+        )
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn last_log_id(&self) -> Result<i64> {
+        let tx = self.read().await?;
+        let r = async { get(&tx.query_one("SELECT COALESCE(MAX(id), 0)::int8 FROM events", &[]).await?, 0) }.await;
+        tx.finish(r).await
+    }
+
+    async fn stream_position(&self, stream: &str) -> Result<i64> {
+        let tx = self.read().await?;
+        let r = async {
+            get(
+                &tx.query_one("SELECT COALESCE((SELECT last_seq FROM streams WHERE stream = $1), 0)::int8", &[&stream])
+                    .await?,
+                0,
+            )
+        }
+        .await;
+        tx.finish(r).await
+    }
+
+    async fn webhook_settings(&self, _scope: &WebhookScope) -> Result<WebhookSettings> {
+        unsupported("webhook_settings")
+    }
+
+    async fn update_webhook_settings(
+        &self,
+        _scope: &WebhookScope,
+        _patch: WebhookSettingsPatch,
+    ) -> Result<WebhookSettings> {
+        unsupported("update_webhook_settings")
+    }
+
+    async fn create_conversation_webhook(
+        &self,
+        _service: &ServiceSid,
+        _conv: &ConversationRef,
+        _hook: ConversationWebhook,
+    ) -> Result<ConversationWebhook> {
+        unsupported("create_conversation_webhook")
+    }
+
+    async fn get_conversation_webhook(
+        &self,
+        _service: &ServiceSid,
+        _conv: &ConversationRef,
+        _sid: &WebhookSid,
+    ) -> Result<ConversationWebhook> {
+        unsupported("get_conversation_webhook")
+    }
+
+    async fn list_conversation_webhooks(
+        &self,
+        _service: &ServiceSid,
+        _conv: &ConversationRef,
+        _page: PageQuery,
+    ) -> Result<Page<ConversationWebhook>> {
+        unsupported("list_conversation_webhooks")
+    }
+
+    async fn update_conversation_webhook(
+        &self,
+        _service: &ServiceSid,
+        _conv: &ConversationRef,
+        _sid: &WebhookSid,
+        _patch: ConversationWebhookPatch,
+    ) -> Result<ConversationWebhook> {
+        unsupported("update_conversation_webhook")
+    }
+
+    async fn delete_conversation_webhook(
+        &self,
+        _service: &ServiceSid,
+        _conv: &ConversationRef,
+        _sid: &WebhookSid,
+    ) -> Result<()> {
+        unsupported("delete_conversation_webhook")
+    }
+
+    async fn webhook_config(&self) -> Result<WebhookConfig> {
+        unsupported("webhook_config")
+    }
+
+    async fn webhook_cursor(&self) -> Result<i64> {
+        unsupported("webhook_cursor")
+    }
+
+    async fn enqueue_webhooks(&self, _deliveries: Vec<NewDelivery>, _cursor: i64, _now: OffsetDateTime) -> Result<()> {
+        unsupported("enqueue_webhooks")
+    }
+
+    async fn due_webhooks(&self, _now: OffsetDateTime, _limit: u32) -> Result<Vec<Delivery>> {
+        unsupported("due_webhooks")
+    }
+
+    async fn next_webhook_due(&self) -> Result<Option<OffsetDateTime>> {
+        unsupported("next_webhook_due")
+    }
+
+    async fn webhook_delivered(&self, _id: i64) -> Result<()> {
+        unsupported("webhook_delivered")
+    }
+
+    async fn webhook_failed(&self, _id: i64, _retry_at: Option<OffsetDateTime>, _error: String) -> Result<()> {
+        unsupported("webhook_failed")
+    }
+
+    async fn due_channel_jobs(
+        &self,
+        _channels: &[BindingKind],
+        _now: OffsetDateTime,
+        _limit: u32,
+    ) -> Result<Vec<ChannelJob>> {
+        unsupported("due_channel_jobs")
+    }
+
+    async fn next_channel_job_due(&self, _channels: &[BindingKind]) -> Result<Option<OffsetDateTime>> {
+        unsupported("next_channel_job_due")
+    }
+
+    async fn update_delivery(&self, _receipt: &ReceiptRef, _update: DeliveryUpdate) -> Result<Option<DeliveryReceipt>> {
+        unsupported("update_delivery")
+    }
+
+    async fn list_receipts(
+        &self,
+        _service: &ServiceSid,
+        _conv: &ConversationRef,
+        _message: &MessageSid,
+        _page: PageQuery,
+    ) -> Result<Page<DeliveryReceipt>> {
+        unsupported("list_receipts")
+    }
+
+    async fn get_receipt(
+        &self,
+        _service: &ServiceSid,
+        _conv: &ConversationRef,
+        _message: &MessageSid,
+        _sid: &DeliveryReceiptSid,
+    ) -> Result<DeliveryReceipt> {
+        unsupported("get_receipt")
+    }
+
+    async fn find_conversation_by_binding(
+        &self,
+        _channel: BindingKind,
+        _address: &str,
+        _our_address: &str,
+    ) -> Result<Option<(ServiceSid, ConversationSid)>> {
+        unsupported("find_conversation_by_binding")
+    }
+
+    async fn create_media(&self, _media: palaver_core::media::Media) -> Result<palaver_core::media::Media> {
+        unsupported("create_media")
+    }
+
+    async fn find_media(&self, _sid: &palaver_api::sid::MediaSid) -> Result<palaver_core::media::Media> {
+        unsupported("find_media")
+    }
+
+    async fn get_media(
+        &self,
+        _service: &ServiceSid,
+        _sid: &palaver_api::sid::MediaSid,
+    ) -> Result<palaver_core::media::Media> {
+        unsupported("get_media")
+    }
+
+    async fn create_address_configuration(&self, _config: AddressConfiguration) -> Result<AddressConfiguration> {
+        unsupported("create_address_configuration")
+    }
+
+    async fn get_address_configuration(&self, _sid: &AddressConfigurationSid) -> Result<AddressConfiguration> {
+        unsupported("get_address_configuration")
+    }
+
+    async fn find_address_configuration(&self, _address: &str) -> Result<Option<AddressConfiguration>> {
+        unsupported("find_address_configuration")
+    }
+
+    async fn list_address_configurations(
+        &self,
+        _kind: Option<String>,
+        _page: PageQuery,
+    ) -> Result<Page<AddressConfiguration>> {
+        unsupported("list_address_configurations")
+    }
+
+    async fn update_address_configuration(
+        &self,
+        _sid: &AddressConfigurationSid,
+        _patch: AddressConfigurationPatch,
+    ) -> Result<AddressConfiguration> {
+        unsupported("update_address_configuration")
+    }
+
+    async fn delete_address_configuration(&self, _sid: &AddressConfigurationSid) -> Result<()> {
+        unsupported("delete_address_configuration")
+    }
+}
+
+/// A unique-name race lost to a concurrent writer, reported as SQLite's check reports it.
+fn unique_name_conflict(err: Error, name: Option<&str>) -> Error {
+    match (&err, name) {
+        (Error::Storage(message), Some(name))
+            if message.starts_with("23505") && message.contains("conversations_unique_name") =>
+        {
+            Error::Conflict(Conflict::UniqueNameTaken(name.to_string()))
+        }
+        _ => err,
+    }
+}
