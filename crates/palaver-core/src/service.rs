@@ -679,6 +679,9 @@ impl Palaver {
                 patch.last_read_timestamp = Some(Some(now));
             }
         }
+        if patch.identity.is_some() && patch.new_user_sid.is_none() {
+            patch.new_user_sid = Some(UserSid::generate());
+        }
         let access_changes = patch.role_sid.is_some() || patch.identity.is_some();
         let updated = self.store.update_participant(service, conv, p, patch, &self.origin).await?;
         if access_changes {

@@ -247,6 +247,9 @@ pub struct ParticipantPatch {
     pub role_sid: Option<RoleSid>,
     /// New identity (chat participants).
     pub identity: Option<Identity>,
+    /// With a new identity: the SID for that identity's user, created when the service has none yet (a chat
+    /// participant is always backed by a user).
+    pub new_user_sid: Option<UserSid>,
     /// Proxy address; `Some(None)` removes it.
     pub proxy_address: Option<Option<String>>,
     /// Projected address; `Some(None)` removes it.

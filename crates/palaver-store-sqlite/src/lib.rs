@@ -851,6 +851,58 @@ fn insert_participant(
     Ok(created)
 }
 
+/// A chat participant now speaks for another identity: the old user leaves the conversation and the new one
+/// (created first when the service has no user of that identity) joins it, on their streams, as for a removal
+/// and an addition. `updated_seq` is the conversation's `participant.updated` event, where the new user's
+/// sessions start following the conversation.
+#[allow(clippy::too_many_arguments)]
+fn renamed_participant(
+    tx: &Connection,
+    service: &ServiceSid,
+    conv_id: i64,
+    before: &Participant,
+    after: &Participant,
+    new_user_sid: Option<&palaver_api::sid::UserSid>,
+    updated_seq: i64,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let conv = conversation_by_id(tx, conv_id)?;
+    user_left(tx, service, &conv, before, now)?;
+    let Some(identity) = &after.identity else { return Ok(()) };
+    if let Some(user_sid) = new_user_sid {
+        let role = find_service(tx, service)?.user_role_sid;
+        let created = tx
+            .execute_cached(
+                "INSERT INTO users(sid, service_sid, identity, attributes, role_sid, date_created, date_updated) \
+                 VALUES (?1, ?2, ?3, '{}', ?4, ?5, ?5) ON CONFLICT(service_sid, identity) DO NOTHING",
+                params![user_sid.as_str(), service.as_str(), identity.as_str(), role.as_str(), ms(now)],
+            )
+            .map_err(storage)?;
+        if created == 1 {
+            let user = find_user(tx, service, &UserRef::Sid(user_sid.clone()))?;
+            append_event(
+                tx,
+                user.sid.as_str(),
+                EventKind::UserAdded,
+                user.sid.as_str(),
+                &event::user_snapshot(&user),
+                now,
+            )?;
+        }
+    }
+    if let Ok(user) = find_user(tx, service, &UserRef::Identity(identity.as_str().to_string())) {
+        append_event(
+            tx,
+            user.sid.as_str(),
+            EventKind::UserConversationJoined,
+            conv.sid.as_str(),
+            &event::user_conversation_snapshot(&conv, after, Some(updated_seq)),
+            now,
+        )?;
+    }
+    Ok(())
+}
+
 /// Tells a chat participant's user stream that the user is no longer in the conversation.
 fn user_left(
     tx: &Connection,
@@ -1561,8 +1613,8 @@ impl Store for SqliteStore {
                 params_from_iter(args),
             )
             .map_err(storage)?;
-            let updated = find_participant(tx, conv_id, &ParticipantRef::Sid(current.sid))?;
-            append_event(
+            let updated = find_participant(tx, conv_id, &ParticipantRef::Sid(current.sid.clone()))?;
+            let updated_seq = append_event(
                 tx,
                 current_conv.sid.as_str(),
                 EventKind::ParticipantUpdated,
@@ -1570,6 +1622,18 @@ impl Store for SqliteStore {
                 &event::participant_snapshot(&updated),
                 now,
             )?;
+            if updated.identity.is_some() && updated.identity != current.identity {
+                renamed_participant(
+                    tx,
+                    &service,
+                    conv_id,
+                    &current,
+                    &updated,
+                    patch.new_user_sid.as_ref(),
+                    updated_seq,
+                    now,
+                )?;
+            }
             // The user's own view of the conversation (its horizon, its level) is also a change of the
             // user's list of conversations, which clients follow on the user's stream.
             let users_view_changed = patch.last_read_message_index.is_some() || patch.notification_level.is_some();

@@ -148,6 +148,7 @@ macro_rules! store_conformance_tests {
                 chat_participants_create_their_user_once,
                 a_users_conversations_are_its_participations,
                 participant_conversations_are_found_by_identity_or_address,
+                renaming_a_chat_participant_moves_it_between_users,
             ],
             messages: [
                 message_indices_start_at_zero_and_increase,

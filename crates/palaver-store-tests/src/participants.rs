@@ -205,3 +205,57 @@ pub async fn participant_conversations_are_found_by_identity_or_address(factory:
         .unwrap();
     assert!(elsewhere.items.is_empty(), "lookups stay in their service");
 }
+
+/// A chat participant given another identity moves from one user to the other: the old user's stream says it
+/// left, a user is created for the new identity when there is none, its stream says it joined (from the
+/// `participant.updated` event on), and each user's conversation list follows.
+pub async fn renaming_a_chat_participant_moves_it_between_users(factory: &dyn StoreFactory) {
+    let world = world(factory).await;
+    let conversation = world.conversation().await;
+    let conv = by_sid(&conversation);
+    let alice = world.join(&conversation, "alice").await;
+    let old_user = world.store.get_user(&world.service, &UserRef::Identity("alice".into())).await.unwrap();
+    let new_user_sid = palaver_api::sid::UserSid::generate();
+    let patch = ParticipantPatch {
+        identity: Some(palaver_core::input::Identity::parse("Identity", "zed").unwrap()),
+        new_user_sid: Some(new_user_sid.clone()),
+        now: Some(at(1)),
+        ..Default::default()
+    };
+    let zed =
+        world.store.update_participant(&world.service, &conv, &participant_ref(&alice), patch, &api()).await.unwrap();
+    assert_eq!((zed.sid.clone(), zed.identity.as_ref().map(|i| i.as_str())), (alice.sid.clone(), Some("zed")));
+
+    let left = world.events_of(old_user.sid.as_str(), EventKind::UserConversationLeft).await;
+    assert_eq!(left.iter().map(|e| e.subject.clone()).collect::<Vec<_>>(), [conversation.sid.to_string()]);
+    let new_user = world.store.get_user(&world.service, &UserRef::Identity("zed".into())).await.unwrap();
+    assert_eq!(new_user.sid, new_user_sid, "the user is created with the SID the patch brought");
+    let new_stream = world.events(new_user.sid.as_str()).await;
+    assert_eq!(kinds(&new_stream), ["user.added", "user.conversation_joined"]);
+    let updated = world.events_of(conversation.sid.as_str(), EventKind::ParticipantUpdated).await;
+    assert_eq!(new_stream[1].data["joined_at_seq"], serde_json::json!(updated.last().unwrap().seq));
+
+    let listed = |identity: &'static str| {
+        let store = world.store.clone();
+        let service = world.service.clone();
+        async move { store.list_user_conversations(&service, &UserRef::Identity(identity.into()), first_page(10)).await }
+    };
+    assert!(listed("alice").await.unwrap().items.is_empty());
+    let zeds = listed("zed").await.unwrap().items;
+    assert_eq!(zeds.iter().map(|uc| &uc.conversation.sid).collect::<Vec<_>>(), [&conversation.sid]);
+
+    // Renaming onto an identity that already has a user reuses it (no second user.added).
+    world.join(&world.conversation().await, "yan").await;
+    let yan = world.store.get_user(&world.service, &UserRef::Identity("yan".into())).await.unwrap();
+    let patch = ParticipantPatch {
+        identity: Some(palaver_core::input::Identity::parse("Identity", "yan").unwrap()),
+        new_user_sid: Some(palaver_api::sid::UserSid::generate()),
+        now: Some(at(2)),
+        ..Default::default()
+    };
+    world.store.update_participant(&world.service, &conv, &participant_ref(&zed), patch, &api()).await.unwrap();
+    let yans = world.events(yan.sid.as_str()).await;
+    assert_eq!(kinds(&yans).iter().filter(|k| **k == "user.added").count(), 1);
+    assert_eq!(kinds(&yans).iter().filter(|k| **k == "user.conversation_joined").count(), 2);
+    assert_eq!(world.events_of(new_user.sid.as_str(), EventKind::UserConversationLeft).await.len(), 1);
+}

@@ -165,6 +165,8 @@ pub(crate) async fn update(State(state): State<AppState>, scope: Scope, form: Fo
             attributes: attributes(&form)?,
             role_sid: role(&form)?,
             identity: form.get("Identity").map(|raw| Identity::parse("Identity", raw)).transpose()?,
+            // Chosen by the service when the identity changes.
+            new_user_sid: None,
             proxy_address: nullable("MessagingBinding.ProxyAddress")?,
             projected_address: nullable("MessagingBinding.ProjectedAddress")?,
             last_read_message_index: last_read_index(&form)?,

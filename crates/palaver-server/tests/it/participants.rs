@@ -78,3 +78,19 @@ async fn duplicates_and_limits_are_refused() {
     assert_error(&api.post(&base, &[]).await, 400, 20001);
     assert_error(&api.post(&base, &[("MessagingBinding.Address", "+15551111112")]).await, 400, 20001);
 }
+
+#[tokio::test]
+async fn a_renamed_participant_belongs_to_its_new_user() {
+    let api = Api::start().await;
+    let conv = api.conversation(&[]).await;
+    let (status, alice) = api.post(&format!("/v1/Conversations/{conv}/Participants"), &[("Identity", "alice")]).await;
+    assert_eq!(status, 201, "{alice}");
+    let path = format!("/v1/Conversations/{conv}/Participants/{}", alice["sid"].as_str().unwrap());
+    let (status, renamed) = api.post(&path, &[("Identity", "zed")]).await;
+    assert_eq!((status, renamed["identity"].as_str()), (200, Some("zed")), "{renamed}");
+    let (status, zeds) = api.get("/v1/Users/zed/Conversations").await;
+    assert_eq!(status, 200, "{zeds}");
+    assert_eq!(zeds["conversations"][0]["conversation_sid"], conv.as_str(), "{zeds}");
+    let (_, alices) = api.get("/v1/Users/alice/Conversations").await;
+    assert_eq!(alices["conversations"].as_array().map(Vec::len), Some(0), "{alices}");
+}
