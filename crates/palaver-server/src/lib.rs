@@ -87,10 +87,35 @@ pub async fn open_embedded(
     credentials: Credentials,
     settings: palaver_core::service::Settings,
 ) -> Result<AppState, palaver_core::Error> {
+    open(data_dir, None, credentials, settings).await
+}
+
+/// Opens the state the server runs on, with its data in PostgreSQL when `database` is a `postgres://` URL
+/// (migrated at open), else in the embedded SQLite database of `data_dir`. Media files are kept in `data_dir`
+/// either way (unless the caller points them elsewhere).
+///
+/// # Errors
+/// When the database cannot be opened, migrated or bootstrapped.
+pub async fn open(
+    data_dir: &std::path::Path,
+    database: Option<&str>,
+    credentials: Credentials,
+    settings: palaver_core::service::Settings,
+) -> Result<AppState, palaver_core::Error> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| palaver_core::Error::Storage(format!("cannot create {}: {e}", data_dir.display())))?;
-    let store = palaver_store_sqlite::SqliteStore::open(&data_dir.join(DATABASE_FILE))?;
-    let palaver = Palaver::new(Arc::new(store), Arc::new(palaver_core::SystemClock), settings);
+    let store: Arc<dyn palaver_core::store::Store> = match database {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Arc::new(palaver_store_postgres::PostgresStore::open(url).await?)
+        }
+        Some(other) => {
+            return Err(palaver_core::Error::Storage(format!(
+                "unsupported database URL {other:?}: use postgres://… (or none for the embedded database)"
+            )));
+        }
+        None => Arc::new(palaver_store_sqlite::SqliteStore::open(&data_dir.join(DATABASE_FILE))?),
+    };
+    let palaver = Palaver::new(store, Arc::new(palaver_core::SystemClock), settings);
     palaver.bootstrap().await?;
     Ok(AppState {
         palaver,

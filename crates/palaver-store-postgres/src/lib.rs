@@ -51,22 +51,46 @@
 //!   long transaction stalls the whole feed, and the feed's "last id" stops being a plain number other
 //!   components (the webhook cursor) can compare. Serialising a few milliseconds per write is the simpler
 //!   correct choice at Palaver's write rates; revisit if profiles show the lock.
+//! - **Outbox workers on several nodes.** SQLite's single writer made "one scan hands a job to one worker"
+//!   trivially true. Here the scans of the two outboxes, due channel jobs (`due_channel_jobs`) and due
+//!   webhook deliveries (`due_webhooks`), run in a write transaction and select with
+//!   `FOR UPDATE [OF r] SKIP LOCKED`: two nodes scanning at once never both take one job, the second skips
+//!   the rows the first holds instead of waiting for them. The locks end with the scan's transaction, since
+//!   the port's scan is a read that hands out no lease (the conformance suite reads the same due jobs
+//!   twice); a job still due when a later scan runs, before its worker recorded the outcome, can be handed
+//!   out again. Receipts tolerate that (a status never moves backwards); exclusive ownership for a whole
+//!   attempt would need a lease in the port (a claim time pushed forward by the scan).
+//!   Delivery outcomes (`update_delivery`, also run when a participant with queued receipts leaves) lock
+//!   the receipt's conversation row first, then the receipt, like every write to a conversation, so they
+//!   and the message's aggregate counts are updated one after another. Attaching media locks each media
+//!   row, so two messages cannot both take one upload. `enqueue_webhooks` moves the cursor with
+//!   `GREATEST` under the cursor row's lock, so it never goes back; but it cannot tell a second planner's
+//!   batch for the same events from a legitimate one (the port carries no expected cursor), so planners on
+//!   two nodes (the server runs one per node today) can each enqueue one event: a known gap, closed by a
+//!   compare-and-set cursor in the port or by one planner per cluster.
+//! - **Rules on rows that may not exist yet** in the webhook and address tables: the per-conversation limit
+//!   of scoped webhooks is checked under the conversation's row lock; a scope's settings are patched under
+//!   a `SHARE ROW EXCLUSIVE` lock of `webhook_settings` (readers do not wait); a second configuration of one
+//!   address loses on the unique `lower_address` and gets SQLite's conflict.
 //! - **Migrations** run at open, in one transaction per open, under another advisory lock, so nodes that
 //!   start together apply each migration once.
 //!
 //! [`Store::changes`] wakes this process's feed after its own commits; commits of other nodes reach it
 //! through the cluster bus (not part of this crate).
 //!
-//! Not every method is implemented yet; the others return [`Error::Storage`] naming the method (see
-//! [`UNSUPPORTED`]).
+//! Every method of the port is implemented ([`UNSUPPORTED`] is empty), and the whole conformance suite runs
+//! against this store.
 //!
 //! [`Store`]: palaver_core::store::Store
 //! [`Store::changes`]: palaver_core::store::Store::changes
 
+mod channels;
+mod media;
 mod queries;
 mod rows;
 mod schema;
 mod store;
+mod webhooks;
 
 use std::sync::Arc;
 

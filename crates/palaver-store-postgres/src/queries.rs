@@ -439,6 +439,57 @@ pub(crate) async fn user_left(
     Ok(())
 }
 
+/// A chat participant took another identity: the old user's stream says it left; a user is created for the
+/// new identity (with `new_user_sid`) when there is none, and its stream says it joined from `updated_seq`
+/// on. The SQLite store's `renamed_participant`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn renamed_participant(
+    tx: &mut Tx,
+    service: &ServiceSid,
+    conv_id: i64,
+    before: &Participant,
+    after: &Participant,
+    new_user_sid: Option<&palaver_api::sid::UserSid>,
+    updated_seq: i64,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let conv = conversation_by_id(tx, conv_id).await?;
+    user_left(tx, service, &conv, before, now).await?;
+    let Some(identity) = &after.identity else { return Ok(()) };
+    if let Some(user_sid) = new_user_sid {
+        let role = find_service(tx, service).await?.user_role_sid;
+        let created = tx
+            .execute(
+                "INSERT INTO users(sid, service_sid, identity, attributes, role_sid, date_created, date_updated) \
+                 VALUES ($1, $2, $3, '{}', $4, $5, $5) ON CONFLICT ON CONSTRAINT users_identity DO NOTHING",
+                &[&user_sid.as_str(), &service.as_str(), &identity.as_str(), &role.as_str(), &ms(now)],
+            )
+            .await?;
+        if created == 1 {
+            let user = find_user(tx, service, &UserRef::Sid(user_sid.clone())).await?;
+            tx.append_event(
+                user.sid.as_str(),
+                EventKind::UserAdded,
+                user.sid.as_str(),
+                event::user_snapshot(&user).to_string(),
+                now,
+            )
+            .await?;
+        }
+    }
+    if let Ok(user) = find_user(tx, service, &UserRef::Identity(identity.as_str().to_string())).await {
+        tx.append_event(
+            user.sid.as_str(),
+            EventKind::UserConversationJoined,
+            conv.sid.as_str(),
+            event::user_conversation_snapshot(&conv, after, Some(updated_seq)).to_string(),
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn delete_conversation_rows(tx: &Tx, conv_id: i64) -> Result<()> {
     for sql in [
         "DELETE FROM messages WHERE conversation_id = $1",

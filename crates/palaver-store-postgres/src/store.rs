@@ -20,43 +20,10 @@ use time::OffsetDateTime;
 use crate::queries::*;
 use crate::rows::*;
 use crate::{Param, PostgresStore};
+use crate::{channels, media, webhooks};
 
-/// The [`Store`] methods this backend does not implement yet; each returns [`Error::Storage`] naming itself.
-pub const UNSUPPORTED: &[&str] = &[
-    "webhook_settings",
-    "update_webhook_settings",
-    "create_conversation_webhook",
-    "get_conversation_webhook",
-    "list_conversation_webhooks",
-    "update_conversation_webhook",
-    "delete_conversation_webhook",
-    "webhook_config",
-    "webhook_cursor",
-    "enqueue_webhooks",
-    "due_webhooks",
-    "next_webhook_due",
-    "webhook_delivered",
-    "webhook_failed",
-    "due_channel_jobs",
-    "next_channel_job_due",
-    "update_delivery",
-    "list_receipts",
-    "get_receipt",
-    "find_conversation_by_binding",
-    "create_media",
-    "find_media",
-    "get_media",
-    "create_address_configuration",
-    "get_address_configuration",
-    "find_address_configuration",
-    "list_address_configurations",
-    "update_address_configuration",
-    "delete_address_configuration",
-];
-
-fn unsupported<T>(method: &str) -> Result<T> {
-    Err(Error::Storage(format!("the PostgreSQL store does not support {method} yet")))
-}
+/// The [`Store`] methods this backend does not implement yet: none any more (kept for callers that check).
+pub const UNSUPPORTED: &[&str] = &[];
 
 fn sid_error(e: palaver_api::sid::SidError) -> Error {
     Error::Storage(e.to_string())
@@ -584,15 +551,29 @@ impl Store for PostgresStore {
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 args.iter().map(|a| a.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
             tx.execute(&sql, &refs).await?;
-            let updated = find_participant(&tx, conv_id, &ParticipantRef::Sid(current.sid)).await?;
-            tx.append_event(
-                current_conv.sid.as_str(),
-                EventKind::ParticipantUpdated,
-                updated.sid.as_str(),
-                event::participant_snapshot(&updated).to_string(),
-                now,
-            )
-            .await?;
+            let updated = find_participant(&tx, conv_id, &ParticipantRef::Sid(current.sid.clone())).await?;
+            let updated_seq = tx
+                .append_event(
+                    current_conv.sid.as_str(),
+                    EventKind::ParticipantUpdated,
+                    updated.sid.as_str(),
+                    event::participant_snapshot(&updated).to_string(),
+                    now,
+                )
+                .await?;
+            if updated.identity.is_some() && updated.identity != current.identity {
+                renamed_participant(
+                    &mut tx,
+                    service,
+                    conv_id,
+                    &current,
+                    &updated,
+                    patch.new_user_sid.as_ref(),
+                    updated_seq,
+                    now,
+                )
+                .await?;
+            }
             // The user's own view of the conversation is also a change of the user's list of conversations.
             let users_view_changed = patch.last_read_message_index.is_some() || patch.notification_level.is_some();
             if users_view_changed
@@ -627,17 +608,8 @@ impl Store for PostgresStore {
         let r = async {
             let (conv_id, current_conv) = lock_conversation(&tx, service, conv).await?;
             let current = find_participant(&tx, conv_id, p).await?;
-            let queued = tx
-                .query_opt(
-                    "SELECT 1 FROM delivery_receipts WHERE participant_sid = $1 AND next_attempt IS NOT NULL LIMIT 1",
-                    &[&current.sid.as_str()],
-                )
-                .await?;
-            if queued.is_some() {
-                // Failing its queued receipts needs update_delivery, which is not here yet.
-                return unsupported("remove_participant (of a participant with queued receipts)");
-            }
             tx.execute("DELETE FROM participants WHERE sid = $1", &[&current.sid.as_str()]).await?;
+            channels::cancel_queued(&mut tx, current.sid.as_str(), now).await?;
             tx.append_event(
                 current_conv.sid.as_str(),
                 EventKind::ParticipantRemoved,
@@ -659,9 +631,6 @@ impl Store for PostgresStore {
         new: NewMessage,
         origin: &Origin,
     ) -> Result<Message> {
-        if !new.media.is_empty() {
-            return unsupported("add_message (with media)");
-        }
         let mut tx = self.write(origin, service.as_str()).await?;
         let r = async {
             // The row lock orders this message after every earlier write to the conversation.
@@ -722,6 +691,15 @@ impl Store for PostgresStore {
                 )
                 .await?;
             }
+            let mut media_descriptors = Vec::new();
+            if !new.media.is_empty() {
+                media_descriptors = media::attach(&tx, &current, &new.sid, &new.media, new.max_media_bytes).await?;
+                tx.execute(
+                    "UPDATE messages SET media = $1 WHERE conversation_id = $2 AND idx = $3",
+                    &[&serde_json::Value::Array(media_descriptors.clone()).to_string(), &conv_id, &index],
+                )
+                .await?;
+            }
             let mut delivery = None;
             if current.participants_count > 0
                 && let Some(counts) =
@@ -769,7 +747,7 @@ impl Store for PostgresStore {
                 attributes: new.attributes.clone(),
                 participant_sid: participant_sid.as_deref().map(str::parse).transpose().map_err(sid_error)?,
                 content_sid: new.content_sid.clone(),
-                media: Vec::new(),
+                media: media_descriptors,
                 delivery,
                 date_created: at_ms(new.date_created),
                 date_updated: new.date_updated.map(at_ms),
@@ -1428,184 +1406,451 @@ impl Store for PostgresStore {
         tx.finish(r).await
     }
 
-    async fn webhook_settings(&self, _scope: &WebhookScope) -> Result<WebhookSettings> {
-        unsupported("webhook_settings")
+    async fn webhook_settings(&self, scope: &WebhookScope) -> Result<WebhookSettings> {
+        let tx = self.read().await?;
+        let r = webhooks::read_webhook_settings(&tx, &scope.key()).await;
+        tx.finish(r).await
     }
 
     async fn update_webhook_settings(
         &self,
-        _scope: &WebhookScope,
-        _patch: WebhookSettingsPatch,
+        scope: &WebhookScope,
+        patch: WebhookSettingsPatch,
     ) -> Result<WebhookSettings> {
-        unsupported("update_webhook_settings")
+        let key = scope.key();
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = async {
+            // A scope's row may not exist yet, so there is no row to lock: concurrent patches (rare) are ordered
+            // by this table lock, which readers do not wait for.
+            tx.execute("LOCK TABLE webhook_settings IN SHARE ROW EXCLUSIVE MODE", &[]).await?;
+            let updated = patch.apply(webhooks::read_webhook_settings(&tx, &key).await?);
+            tx.execute(
+                "INSERT INTO webhook_settings(scope, method, filters, pre_webhook_url, post_webhook_url, target) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT(scope) DO UPDATE SET method = excluded.method, \
+                 filters = excluded.filters, pre_webhook_url = excluded.pre_webhook_url, \
+                 post_webhook_url = excluded.post_webhook_url, target = excluded.target",
+                &[
+                    &key,
+                    &updated.method.as_str(),
+                    &webhooks::filter_names(&updated.filters),
+                    &updated.pre_webhook_url,
+                    &updated.post_webhook_url,
+                    &updated.target,
+                ],
+            )
+            .await?;
+            Ok(updated)
+        }
+        .await;
+        tx.finish(r).await
     }
 
     async fn create_conversation_webhook(
         &self,
-        _service: &ServiceSid,
-        _conv: &ConversationRef,
-        _hook: ConversationWebhook,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        hook: ConversationWebhook,
     ) -> Result<ConversationWebhook> {
-        unsupported("create_conversation_webhook")
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = async {
+            // The conversation's row lock keeps the limit race-free.
+            let (conv_id, current) = lock_conversation(&tx, service, conv).await?;
+            let count: i64 = get(
+                &tx.query_one("SELECT COUNT(*) FROM conversation_webhooks WHERE conversation_id = $1", &[&conv_id])
+                    .await?,
+                0,
+            )?;
+            if count as usize >= MAX_SCOPED_WEBHOOKS {
+                return Err(Error::LimitExceeded(palaver_core::error::Limit::ScopedWebhooks(MAX_SCOPED_WEBHOOKS)));
+            }
+            tx.execute(
+                "INSERT INTO conversation_webhooks(sid, conversation_id, conversation_sid, service_sid, target, url, \
+                 method, filters, triggers, flow_sid, replay_after, date_created, date_updated) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                &[
+                    &hook.sid.as_str(),
+                    &conv_id,
+                    &current.sid.as_str(),
+                    &service.as_str(),
+                    &hook.target.as_str(),
+                    &hook.url,
+                    &hook.method.as_str(),
+                    &webhooks::filter_names(&hook.filters),
+                    &serde_json::to_string(&hook.triggers).unwrap_or_default(),
+                    &hook.flow_sid,
+                    &hook.replay_after,
+                    &ms(hook.date_created),
+                    &ms(hook.date_updated),
+                ],
+            )
+            .await?;
+            webhooks::find_conversation_webhook(&tx, conv_id, &hook.sid).await
+        }
+        .await;
+        tx.finish(r).await
     }
 
     async fn get_conversation_webhook(
         &self,
-        _service: &ServiceSid,
-        _conv: &ConversationRef,
-        _sid: &WebhookSid,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        sid: &WebhookSid,
     ) -> Result<ConversationWebhook> {
-        unsupported("get_conversation_webhook")
+        let tx = self.read().await?;
+        let r = async {
+            let (conv_id, _) = find_conversation(&tx, service, conv).await?;
+            webhooks::find_conversation_webhook(&tx, conv_id, sid).await
+        }
+        .await;
+        tx.finish(r).await
     }
 
     async fn list_conversation_webhooks(
         &self,
-        _service: &ServiceSid,
-        _conv: &ConversationRef,
-        _page: PageQuery,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        page: PageQuery,
     ) -> Result<Page<ConversationWebhook>> {
-        unsupported("list_conversation_webhooks")
+        let tx = self.read().await?;
+        let r = async {
+            let (conv_id, _) = find_conversation(&tx, service, conv).await?;
+            keyset_page(
+                &tx,
+                &format!("SELECT {} FROM conversation_webhooks WHERE conversation_id = $1", webhooks::WEBHOOK_COLUMNS),
+                "id",
+                vec![Box::new(conv_id)],
+                page,
+                webhooks::conversation_webhook_row,
+                |(id, _)| *id,
+            )
+            .await
+            .map(without_ids)
+        }
+        .await;
+        tx.finish(r).await
     }
 
     async fn update_conversation_webhook(
         &self,
-        _service: &ServiceSid,
-        _conv: &ConversationRef,
-        _sid: &WebhookSid,
-        _patch: ConversationWebhookPatch,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        sid: &WebhookSid,
+        patch: ConversationWebhookPatch,
     ) -> Result<ConversationWebhook> {
-        unsupported("update_conversation_webhook")
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = async {
+            // Under the conversation's row lock, so that concurrent patches apply one after the other.
+            let (conv_id, _) = lock_conversation(&tx, service, conv).await?;
+            let mut hook = webhooks::find_conversation_webhook(&tx, conv_id, sid).await?;
+            if let Some(url) = patch.url {
+                hook.url = Some(url);
+            }
+            if let Some(method) = patch.method {
+                hook.method = method;
+            }
+            if let Some(filters) = patch.filters {
+                hook.filters = filters;
+            }
+            if let Some(triggers) = patch.triggers {
+                hook.triggers = triggers;
+            }
+            if let Some(flow) = patch.flow_sid {
+                hook.flow_sid = Some(flow);
+            }
+            if let Some(now) = patch.now {
+                hook.date_updated = now;
+            }
+            tx.execute(
+                "UPDATE conversation_webhooks SET url = $1, method = $2, filters = $3, triggers = $4, flow_sid = $5, \
+                 date_updated = $6 WHERE conversation_id = $7 AND sid = $8",
+                &[
+                    &hook.url,
+                    &hook.method.as_str(),
+                    &webhooks::filter_names(&hook.filters),
+                    &serde_json::to_string(&hook.triggers).unwrap_or_default(),
+                    &hook.flow_sid,
+                    &ms(hook.date_updated),
+                    &conv_id,
+                    &sid.as_str(),
+                ],
+            )
+            .await?;
+            Ok(hook)
+        }
+        .await;
+        tx.finish(r).await
     }
 
     async fn delete_conversation_webhook(
         &self,
-        _service: &ServiceSid,
-        _conv: &ConversationRef,
-        _sid: &WebhookSid,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        sid: &WebhookSid,
     ) -> Result<()> {
-        unsupported("delete_conversation_webhook")
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = async {
+            let (conv_id, _) = lock_conversation(&tx, service, conv).await?;
+            let deleted = tx
+                .execute(
+                    "DELETE FROM conversation_webhooks WHERE conversation_id = $1 AND sid = $2",
+                    &[&conv_id, &sid.as_str()],
+                )
+                .await?;
+            if deleted == 0 {
+                return Err(Error::not_found(ResourceKind::Webhook, sid));
+            }
+            Ok(())
+        }
+        .await;
+        tx.finish(r).await
     }
 
     async fn webhook_config(&self) -> Result<WebhookConfig> {
-        unsupported("webhook_config")
+        let tx = self.read().await?;
+        let r = async {
+            let scopes = tx.query("SELECT scope FROM webhook_settings", &[]).await?;
+            let mut settings = Vec::new();
+            for row in scopes {
+                let key: String = get(&row, 0)?;
+                let scope = if key == "account" {
+                    WebhookScope::Account
+                } else {
+                    WebhookScope::Service(key.parse().map_err(sid_error)?)
+                };
+                settings.push((scope, webhooks::read_webhook_settings(&tx, &key).await?));
+            }
+            let scoped = tx
+                .query(&format!("SELECT {} FROM conversation_webhooks ORDER BY id", webhooks::WEBHOOK_COLUMNS), &[])
+                .await?
+                .iter()
+                .map(|r| webhooks::conversation_webhook_row(r).map(|(_, hook)| hook))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(WebhookConfig { settings, scoped })
+        }
+        .await;
+        tx.finish(r).await
     }
 
     async fn webhook_cursor(&self) -> Result<i64> {
-        unsupported("webhook_cursor")
+        let tx = self.read().await?;
+        let r = async { get(&tx.query_one("SELECT log_id FROM webhook_cursor WHERE id = 1", &[]).await?, 0) }.await;
+        tx.finish(r).await
     }
 
-    async fn enqueue_webhooks(&self, _deliveries: Vec<NewDelivery>, _cursor: i64, _now: OffsetDateTime) -> Result<()> {
-        unsupported("enqueue_webhooks")
+    async fn enqueue_webhooks(&self, deliveries: Vec<NewDelivery>, cursor: i64, now: OffsetDateTime) -> Result<()> {
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = async {
+            for delivery in &deliveries {
+                tx.execute(
+                    "INSERT INTO webhook_outbox(event_id, url, method, params, next_attempt) VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &delivery.event_id,
+                        &delivery.url,
+                        &delivery.method.as_str(),
+                        &serde_json::to_string(&delivery.params).unwrap_or_default(),
+                        &ms(now),
+                    ],
+                )
+                .await?;
+            }
+            tx.execute("UPDATE webhook_cursor SET log_id = GREATEST(log_id, $1) WHERE id = 1", &[&cursor]).await?;
+            Ok(())
+        }
+        .await;
+        tx.finish(r).await
     }
 
-    async fn due_webhooks(&self, _now: OffsetDateTime, _limit: u32) -> Result<Vec<Delivery>> {
-        unsupported("due_webhooks")
+    async fn due_webhooks(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<Delivery>> {
+        // A write transaction: the scan locks the entries it returns, and a concurrent scan skips them.
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = async {
+            tx.query(
+                "SELECT id, event_id, url, method, params, attempts FROM webhook_outbox \
+                 WHERE NOT dead AND next_attempt <= $1 ORDER BY next_attempt, id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                &[&ms(now), &i64::from(limit)],
+            )
+            .await?
+            .iter()
+            .map(webhooks::delivery)
+            .collect()
+        }
+        .await;
+        tx.finish(r).await
     }
 
     async fn next_webhook_due(&self) -> Result<Option<OffsetDateTime>> {
-        unsupported("next_webhook_due")
+        let tx = self.read().await?;
+        let r = async {
+            let next: Option<i64> =
+                get(&tx.query_one("SELECT MIN(next_attempt) FROM webhook_outbox WHERE NOT dead", &[]).await?, 0)?;
+            Ok(next.map(palaver_core::clock::from_unix_millis))
+        }
+        .await;
+        tx.finish(r).await
     }
 
-    async fn webhook_delivered(&self, _id: i64) -> Result<()> {
-        unsupported("webhook_delivered")
+    async fn webhook_delivered(&self, id: i64) -> Result<()> {
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = tx.execute("DELETE FROM webhook_outbox WHERE id = $1", &[&id]).await.map(drop);
+        tx.finish(r).await
     }
 
-    async fn webhook_failed(&self, _id: i64, _retry_at: Option<OffsetDateTime>, _error: String) -> Result<()> {
-        unsupported("webhook_failed")
+    async fn webhook_failed(&self, id: i64, retry_at: Option<OffsetDateTime>, error: String) -> Result<()> {
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = tx
+            .execute(
+                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt = COALESCE($2, next_attempt), \
+                 dead = $3, last_error = $4 WHERE id = $1",
+                &[&id, &opt_ms(retry_at), &retry_at.is_none(), &error],
+            )
+            .await
+            .map(drop);
+        tx.finish(r).await
     }
 
     async fn due_channel_jobs(
         &self,
-        _channels: &[BindingKind],
-        _now: OffsetDateTime,
-        _limit: u32,
+        channels: &[BindingKind],
+        now: OffsetDateTime,
+        limit: u32,
     ) -> Result<Vec<ChannelJob>> {
-        unsupported("due_channel_jobs")
+        // A write transaction: the scan locks the receipts it returns, and a concurrent scan skips them.
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = channels::due_jobs(&tx, channels, now, limit).await;
+        tx.finish(r).await
     }
 
-    async fn next_channel_job_due(&self, _channels: &[BindingKind]) -> Result<Option<OffsetDateTime>> {
-        unsupported("next_channel_job_due")
+    async fn next_channel_job_due(&self, channels: &[BindingKind]) -> Result<Option<OffsetDateTime>> {
+        let tx = self.read().await?;
+        let r = channels::next_due(&tx, channels).await;
+        tx.finish(r).await
     }
 
-    async fn update_delivery(&self, _receipt: &ReceiptRef, _update: DeliveryUpdate) -> Result<Option<DeliveryReceipt>> {
-        unsupported("update_delivery")
+    async fn update_delivery(&self, receipt: &ReceiptRef, update: DeliveryUpdate) -> Result<Option<DeliveryReceipt>> {
+        let mut tx = self.write(&Origin::system(), "").await?;
+        let r = async {
+            let Some((conv_id, service)) = channels::receipt_owner(&tx, receipt).await? else { return Ok(None) };
+            tx.service = service;
+            // The conversation's row first, as every write to it; the receipt is read (and locked) after.
+            tx.query_opt("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", &[&conv_id]).await?;
+            channels::update_delivery(&mut tx, receipt, update).await
+        }
+        .await;
+        tx.finish(r).await
     }
 
     async fn list_receipts(
         &self,
-        _service: &ServiceSid,
-        _conv: &ConversationRef,
-        _message: &MessageSid,
-        _page: PageQuery,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        message: &MessageSid,
+        page: PageQuery,
     ) -> Result<Page<DeliveryReceipt>> {
-        unsupported("list_receipts")
+        let tx = self.read().await?;
+        let r = async {
+            let (conv_id, current) = find_conversation(&tx, service, conv).await?;
+            find_message(&tx, conv_id, &current, message).await?;
+            channels::list_receipts(&tx, conv_id, message, page).await
+        }
+        .await;
+        tx.finish(r).await
     }
 
     async fn get_receipt(
         &self,
-        _service: &ServiceSid,
-        _conv: &ConversationRef,
-        _message: &MessageSid,
-        _sid: &DeliveryReceiptSid,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        message: &MessageSid,
+        sid: &DeliveryReceiptSid,
     ) -> Result<DeliveryReceipt> {
-        unsupported("get_receipt")
+        let tx = self.read().await?;
+        let r = async {
+            let (conv_id, current) = find_conversation(&tx, service, conv).await?;
+            find_message(&tx, conv_id, &current, message).await?;
+            channels::get_receipt(&tx, conv_id, message, sid).await
+        }
+        .await;
+        tx.finish(r).await
     }
 
     async fn find_conversation_by_binding(
         &self,
-        _channel: BindingKind,
-        _address: &str,
-        _our_address: &str,
+        channel: BindingKind,
+        address: &str,
+        our_address: &str,
     ) -> Result<Option<(ServiceSid, ConversationSid)>> {
-        unsupported("find_conversation_by_binding")
+        let tx = self.read().await?;
+        let r = channels::find_conversation_by_binding(&tx, channel, address, our_address).await;
+        let found = tx.finish(r).await?;
+        found
+            .map(|(service, conv)| Ok((service.parse().map_err(sid_error)?, conv.parse().map_err(sid_error)?)))
+            .transpose()
     }
 
-    async fn create_media(&self, _media: palaver_core::media::Media) -> Result<palaver_core::media::Media> {
-        unsupported("create_media")
+    async fn create_media(&self, new: palaver_core::media::Media) -> Result<palaver_core::media::Media> {
+        let tx = self.write(&Origin::system(), new.service_sid.as_str()).await?;
+        let r = media::create(&tx, &new).await;
+        tx.finish(r).await
     }
 
-    async fn find_media(&self, _sid: &palaver_api::sid::MediaSid) -> Result<palaver_core::media::Media> {
-        unsupported("find_media")
+    async fn find_media(&self, sid: &palaver_api::sid::MediaSid) -> Result<palaver_core::media::Media> {
+        let tx = self.read().await?;
+        let r = media::find(&tx, sid).await;
+        tx.finish(r).await
     }
 
     async fn get_media(
         &self,
-        _service: &ServiceSid,
-        _sid: &palaver_api::sid::MediaSid,
+        service: &ServiceSid,
+        sid: &palaver_api::sid::MediaSid,
     ) -> Result<palaver_core::media::Media> {
-        unsupported("get_media")
+        let tx = self.read().await?;
+        let r = media::get_by_service(&tx, service, sid).await;
+        tx.finish(r).await
     }
 
-    async fn create_address_configuration(&self, _config: AddressConfiguration) -> Result<AddressConfiguration> {
-        unsupported("create_address_configuration")
+    async fn create_address_configuration(&self, config: AddressConfiguration) -> Result<AddressConfiguration> {
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = channels::create_address(&tx, &config).await;
+        tx.finish(r).await
     }
 
-    async fn get_address_configuration(&self, _sid: &AddressConfigurationSid) -> Result<AddressConfiguration> {
-        unsupported("get_address_configuration")
+    async fn get_address_configuration(&self, sid: &AddressConfigurationSid) -> Result<AddressConfiguration> {
+        let tx = self.read().await?;
+        let r = channels::get_address(&tx, sid).await;
+        tx.finish(r).await
     }
 
-    async fn find_address_configuration(&self, _address: &str) -> Result<Option<AddressConfiguration>> {
-        unsupported("find_address_configuration")
+    async fn find_address_configuration(&self, address: &str) -> Result<Option<AddressConfiguration>> {
+        let tx = self.read().await?;
+        let r = channels::find_address(&tx, address).await;
+        tx.finish(r).await
     }
 
     async fn list_address_configurations(
         &self,
-        _kind: Option<String>,
-        _page: PageQuery,
+        kind: Option<String>,
+        page: PageQuery,
     ) -> Result<Page<AddressConfiguration>> {
-        unsupported("list_address_configurations")
+        let tx = self.read().await?;
+        let r = channels::list_addresses(&tx, kind, page).await;
+        tx.finish(r).await
     }
 
     async fn update_address_configuration(
         &self,
-        _sid: &AddressConfigurationSid,
-        _patch: AddressConfigurationPatch,
+        sid: &AddressConfigurationSid,
+        patch: AddressConfigurationPatch,
     ) -> Result<AddressConfiguration> {
-        unsupported("update_address_configuration")
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = channels::update_address(&tx, sid, patch).await;
+        tx.finish(r).await
     }
 
-    async fn delete_address_configuration(&self, _sid: &AddressConfigurationSid) -> Result<()> {
-        unsupported("delete_address_configuration")
+    async fn delete_address_configuration(&self, sid: &AddressConfigurationSid) -> Result<()> {
+        let tx = self.write(&Origin::system(), "").await?;
+        let r = channels::delete_address(&tx, sid).await;
+        tx.finish(r).await
     }
 }
 

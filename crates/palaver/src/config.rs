@@ -52,6 +52,9 @@ pub(crate) struct ServeArgs {
     /// data directory's `media` folder).
     #[arg(long, env = "PALAVER_MEDIA_STORE_URL")]
     media_store_url: Option<String>,
+    /// PostgreSQL instead of the embedded database: postgres://user@host:5432/dbname (migrated at start).
+    #[arg(long, env = "PALAVER_DATABASE_URL", hide_env_values = true)]
+    database: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,6 +72,7 @@ struct FileConfig {
     smtp_url: Option<String>,
     email_from: Option<String>,
     media_store_url: Option<String>,
+    database: Option<String>,
 }
 
 /// The resolved settings.
@@ -81,6 +85,7 @@ pub(crate) struct Settings {
     pub(crate) domain: palaver_core::service::Settings,
     pub(crate) channels: palaver_server::channels::ChannelSettings,
     pub(crate) media_store_url: Option<String>,
+    pub(crate) database: Option<String>,
 }
 
 impl Settings {
@@ -114,6 +119,7 @@ impl Settings {
         Ok(Self {
             channels,
             media_store_url: args.media_store_url.or(file.media_store_url),
+            database: args.database.or(file.database),
             listen: args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8088".into()),
             data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./palaver-data")),
             account_sid: args.account_sid.or(file.account_sid),

@@ -40,6 +40,9 @@ enum Command {
         /// Account SID, when not stored in the data directory.
         #[arg(long, env = "PALAVER_ACCOUNT_SID", hide_env_values = true)]
         account_sid: Option<String>,
+        /// The server's PostgreSQL database, when it has one (its API keys live there).
+        #[arg(long, env = "PALAVER_DATABASE_URL", hide_env_values = true)]
+        database: Option<String>,
     },
     /// Chat from the terminal: live messages, typing, unread counts, /commands.
     Chat {
@@ -68,6 +71,9 @@ enum Command {
         /// Data directory of the server whose keys to manage.
         #[arg(long, env = "PALAVER_DATA_DIR", default_value = "./palaver-data", global = true)]
         data_dir: PathBuf,
+        /// The server's PostgreSQL database, when it has one.
+        #[arg(long, env = "PALAVER_DATABASE_URL", hide_env_values = true, global = true)]
+        database: Option<String>,
     },
 }
 
@@ -145,17 +151,20 @@ fn main() -> Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(Settings::resolve(args)?).await,
-            Command::Keys { action, data_dir } => keys(action, &data_dir).await,
+            Command::Keys { action, data_dir, database } => keys(action, &data_dir, database.as_deref()).await,
             Command::Bench(args) => bench(args).await,
             Command::Chat { identity, conversation, url, token, data_dir } => {
                 let token = match token {
                     Some(token) => token,
-                    None => mint(&identity, 24 * 3600, None, &data_dir, None).await?,
+                    None => {
+                        let database = std::env::var("PALAVER_DATABASE_URL").ok().filter(|u| !u.is_empty());
+                        mint(&identity, 24 * 3600, None, &data_dir, None, database.as_deref()).await?
+                    }
                 };
                 chat::run(&url, &token, conversation.as_deref()).await
             }
-            Command::Token { identity, ttl, service, data_dir, account_sid } => {
-                token(&identity, ttl, service.as_deref(), &data_dir, account_sid).await
+            Command::Token { identity, ttl, service, data_dir, account_sid, database } => {
+                token(&identity, ttl, service.as_deref(), &data_dir, account_sid, database.as_deref()).await
             }
         }
     })
@@ -163,9 +172,10 @@ fn main() -> Result<()> {
 
 async fn serve(settings: Settings) -> Result<()> {
     let credentials = config::credentials(&settings)?;
-    let mut state = palaver_server::open_embedded(&settings.data_dir, credentials, settings.domain)
-        .await
-        .with_context(|| format!("opening the data directory {}", settings.data_dir.display()))?;
+    let mut state =
+        palaver_server::open(&settings.data_dir, settings.database.as_deref(), credentials, settings.domain)
+            .await
+            .with_context(|| format!("opening the data directory {}", settings.data_dir.display()))?;
     state.channels = std::sync::Arc::new(settings.channels);
     if let Some(url) = &settings.media_store_url {
         state.media =
@@ -235,8 +245,9 @@ async fn token(
     service: Option<&str>,
     data_dir: &std::path::Path,
     account_sid: Option<String>,
+    database: Option<&str>,
 ) -> Result<()> {
-    println!("{}", mint(identity, ttl, service, data_dir, account_sid).await?);
+    println!("{}", mint(identity, ttl, service, data_dir, account_sid, database).await?);
     Ok(())
 }
 
@@ -247,10 +258,11 @@ async fn mint(
     service: Option<&str>,
     data_dir: &std::path::Path,
     account_sid: Option<String>,
+    database: Option<&str>,
 ) -> Result<String> {
     let account_sid = config::account_sid_for(data_dir, account_sid)?;
     let credentials = palaver_server::Credentials { account_sid: account_sid.clone(), auth_token: String::new() };
-    let state = palaver_server::open_embedded(data_dir, credentials, Default::default()).await?;
+    let state = palaver_server::open(data_dir, database, credentials, Default::default()).await?;
     let key = match state.palaver.list_api_keys().await?.into_iter().next() {
         Some(key) => key,
         None => state.palaver.create_api_key(FriendlyName::parse("name", "palaver token")?).await?,
@@ -304,12 +316,12 @@ async fn bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-async fn keys(action: KeysAction, data_dir: &std::path::Path) -> Result<()> {
+async fn keys(action: KeysAction, data_dir: &std::path::Path, database: Option<&str>) -> Result<()> {
     let credentials = palaver_server::Credentials {
         account_sid: palaver_api::sid::AccountSid::generate(),
         auth_token: String::new(),
     };
-    let state = palaver_server::open_embedded(data_dir, credentials, Default::default()).await?;
+    let state = palaver_server::open(data_dir, database, credentials, Default::default()).await?;
     let palaver = state.palaver;
     match action {
         KeysAction::Create { name } => {

@@ -1,0 +1,126 @@
+//! `palaver serve --database postgres://…`: two server processes on one PostgreSQL database share their data,
+//! and it outlives them. Needs `PALAVER_TEST_DATABASE_URL` (required under CI); each run uses a database of its
+//! own, dropped afterwards.
+// Servers are killed and waited for at the end of the test.
+#![allow(clippy::zombie_processes)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_palaver");
+
+fn database_url() -> Option<String> {
+    match std::env::var("PALAVER_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => panic!("PALAVER_TEST_DATABASE_URL must be set in CI"),
+        _ => {
+            eprintln!("skipped: set PALAVER_TEST_DATABASE_URL to run");
+            None
+        }
+    }
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(server, _)| server);
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+struct Node {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+fn node(database: &str, data_dir: &Path) -> Node {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(["--database", database])
+        .env("PALAVER_ACCOUNT_SID", ACCOUNT)
+        .env("PALAVER_AUTH_TOKEN", TOKEN)
+        .env("PALAVER_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start palaver serve");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("the server prints its address").unwrap();
+        if let Some(url) = line.split("listening on ").nth(1) {
+            return Node { child, url: url.trim().to_string() };
+        }
+    }
+}
+
+async fn call(http: &reqwest::Client, method: reqwest::Method, url: String, form: &[(&str, &str)]) -> (u16, Value) {
+    let response = http.request(method, url).basic_auth(ACCOUNT, Some(TOKEN)).form(form).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_postgres_database_share_conversations_and_keep_them() {
+    let Some(url) = database_url() else { return };
+    let name = format!("palaver_cli_{}", std::process::id());
+    let (admin, connection) =
+        tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect to PostgreSQL");
+    tokio::spawn(connection);
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let database = with_database(&url, &name);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let http = reqwest::Client::new();
+    {
+        // Both nodes start together: the migration runs once.
+        let (a, b) = (node(&database, dir_a.path()), node(&database, dir_b.path()));
+        let (status, conv) =
+            call(&http, reqwest::Method::POST, format!("{}/v1/Conversations", a.url), &[("UniqueName", "shared")])
+                .await;
+        assert_eq!(status, 201, "{conv}");
+        let sid = conv["sid"].as_str().unwrap().to_string();
+        let messages = |node: &Node| format!("{}/v1/Conversations/{sid}/Messages", node.url);
+        let (status, first) =
+            call(&http, reqwest::Method::POST, messages(&a), &[("Author", "alice"), ("Body", "from a")]).await;
+        assert_eq!((status, first["index"].as_i64()), (201, Some(0)), "{first}");
+        // Written through one node, read and continued through the other.
+        let (status, seen) = call(&http, reqwest::Method::GET, format!("{}/v1/Conversations/shared", b.url), &[]).await;
+        assert_eq!((status, seen["sid"].as_str()), (200, Some(sid.as_str())), "{seen}");
+        let (_, second) =
+            call(&http, reqwest::Method::POST, messages(&b), &[("Author", "bob"), ("Body", "from b")]).await;
+        assert_eq!(second["index"].as_i64(), Some(1), "{second}");
+        let (_, listed) = call(&http, reqwest::Method::GET, messages(&a), &[]).await;
+        let bodies: Vec<&str> =
+            listed["messages"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap()).collect();
+        assert_eq!(bodies, ["from a", "from b"]);
+        // A unique name is unique across nodes.
+        let (status, taken) =
+            call(&http, reqwest::Method::POST, format!("{}/v1/Conversations", b.url), &[("UniqueName", "shared")])
+                .await;
+        assert_eq!((status, taken["code"].as_u64()), (409, Some(50353)), "{taken}");
+    }
+    // Both nodes gone: a new one finds everything.
+    {
+        let c = node(&database, tempfile::tempdir().unwrap().path());
+        let (_, listed) =
+            call(&http, reqwest::Method::GET, format!("{}/v1/Conversations/shared/Messages", c.url), &[]).await;
+        assert_eq!(listed["messages"].as_array().map(Vec::len), Some(2), "{listed}");
+    }
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
+}
