@@ -62,6 +62,15 @@ enum Command {
         #[arg(long, env = "PALAVER_DATA_DIR", default_value = "./palaver-data")]
         data_dir: PathBuf,
     },
+    /// Create or upgrade the database schema and exit (`palaver serve` also does this at start).
+    Migrate {
+        /// The PostgreSQL database to migrate; the data directory's embedded database when omitted.
+        #[arg(long, env = "PALAVER_DATABASE_URL", hide_env_values = true)]
+        database: Option<String>,
+        /// Data directory holding the embedded database.
+        #[arg(long, env = "PALAVER_DATA_DIR", default_value = "./palaver-data")]
+        data_dir: PathBuf,
+    },
     /// Run a benchmark scenario and print a table and one JSON line.
     Bench(BenchArgs),
     /// Manage API keys (SK… SID + secret), accepted by the REST API like the account's auth token.
@@ -152,6 +161,7 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Serve(args) => serve(Settings::resolve(args)?).await,
             Command::Keys { action, data_dir, database } => keys(action, &data_dir, database.as_deref()).await,
+            Command::Migrate { database, data_dir } => migrate(database.as_deref(), &data_dir).await,
             Command::Bench(args) => bench(args).await,
             Command::Chat { identity, conversation, url, token, data_dir } => {
                 let token = match token {
@@ -313,6 +323,22 @@ async fn bench(args: BenchArgs) -> Result<()> {
     let report = palaver_bench::run(scenario, &target, &workload).await?;
     print!("{}", report.table());
     println!("{}", report.json_line());
+    Ok(())
+}
+
+/// Opens the database, which applies every pending migration, and reports it.
+async fn migrate(database: Option<&str>, data_dir: &std::path::Path) -> Result<()> {
+    let credentials = palaver_server::Credentials {
+        account_sid: palaver_api::sid::AccountSid::generate(),
+        auth_token: String::new(),
+    };
+    palaver_server::open(data_dir, database, credentials, Default::default())
+        .await
+        .context("migrating the database")?;
+    match database {
+        Some(_) => println!("the PostgreSQL database is up to date"),
+        None => println!("the embedded database in {} is up to date", data_dir.display()),
+    }
     Ok(())
 }
 
