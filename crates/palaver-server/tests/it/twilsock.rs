@@ -464,3 +464,46 @@ async fn shutdown_tells_clients_to_reconnect_and_does_not_wait_for_them() {
     let close = idle.wait_for("close", Duration::from_secs(1), |f| f.header.method == "close").await;
     assert_eq!(status(&close)["code"], 308);
 }
+
+fn tunnelled_post(path: &str, mutation_id: &str) -> Value {
+    json!({
+        "method": "message",
+        "active_grant": "ip_messaging",
+        "payload_type": "application/json; charset=utf-8",
+        "http_request": {
+            "host": "127.0.0.1:9956",
+            "path": path,
+            "method": "POST",
+            "params": {},
+            "headers": {"Content-Type": "application/json; charset=utf-8", "X-Twilio-Mutation-Id": mutation_id}
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_repeated_mutation_id_is_answered_202_with_the_resource_and_applied_once() {
+    let server = TestServer::spawn().await;
+    let (mut alice, _) = Client::connected(&server, "alice").await;
+    let config = alice.call(tunnelled_get("/Client/v2/Configuration"), b"").await.json_payload().unwrap();
+    let conversations = config["links"]["conversations"].as_str().unwrap();
+    let path = conversations.split_once("127.0.0.1:9956").map(|(_, p)| p.to_string()).unwrap();
+    let body = br#"{"friendly_name":"once","attributes":"{}"}"#;
+    let first = alice.call(tunnelled_post(&path, "retry-me"), body).await;
+    assert_eq!(first.header.field("http_status").unwrap()["code"], 201);
+    let created = first.json_payload().unwrap();
+    let again = alice.call(tunnelled_post(&path, "retry-me"), body).await;
+    assert_eq!(again.header.field("http_status").unwrap()["code"], 202);
+    assert_eq!(again.json_payload().unwrap()["resource_url"], created["url"]);
+    let other = alice.call(tunnelled_post(&path, "another"), body).await;
+    assert_eq!(other.header.field("http_status").unwrap()["code"], 201);
+    let listed = reqwest::Client::new()
+        .get(format!("{}/v1/Conversations", server.url()))
+        .basic_auth(server.account_sid(), Some(server.auth_token()))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(listed["conversations"].as_array().map(Vec::len), Some(2), "the repeat created nothing");
+}
