@@ -17,7 +17,7 @@
 //! | `/v4/Subscriptions` | POST |
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use palaver_core::input::Identity;
@@ -111,7 +111,7 @@ impl TunnelSession {
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         let method = request.method.as_str();
         let links = self.client_links(request);
-        let (session, account) = (&self.session, self.account.as_str());
+        let session = &self.session;
         let body = || parse_body(request);
         let ok = |value: Value| Ok((200, value));
         match (method, segments.as_slice()) {
@@ -143,10 +143,7 @@ impl TunnelSession {
                 ok(sync_api::items(session, &sync_links(request), collection, id, &query).await?)
             }
             ("POST", ["v4", "Subscriptions"]) => self.subscriptions(&body()?).await,
-            _ => {
-                let _ = account;
-                Err(ApiError::not_found(&request.path))
-            }
+            _ => Err(ApiError::not_found(&request.path)),
         }
     }
 
@@ -358,9 +355,4 @@ impl MutationLog {
             seen.insert(key, (resource_url, Instant::now()));
         }
     }
-}
-
-#[allow(dead_code)]
-fn _assert_send(session: Arc<TunnelSession>) -> impl Send {
-    session
 }
