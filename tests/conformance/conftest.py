@@ -2,6 +2,11 @@
 
 The server binary comes from PALAVER_BIN (default: target/debug/palaver). It listens on a free port and prints
 `listening on http://…` when ready.
+
+With PALAVER_CONFORMANCE_CLUSTER set (to a PostgreSQL URL; PALAVER_TEST_NATS_URL gives NATS), each "server"
+is a cluster of two nodes sharing a PostgreSQL schema of its own and a NATS subject prefix: the client talks to
+the first node while both run timers, webhook planning and delivery, so every test also checks that the
+cluster answers as one server does (a webhook sent twice, a timer fired twice, would fail it).
 """
 import os
 import re
@@ -10,6 +15,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -27,11 +33,34 @@ class PalaverServer:
         self.data_dir = tempfile.mkdtemp(prefix="palaver-conformance-")
         self.account_sid = "AC" + secrets.token_hex(16)
         self.auth_token = secrets.token_hex(16)
-        self.process = None
+        self.processes = []
         self.url = None
         self.output = []
+        self.cluster_env = {}
+        database = os.environ.get("PALAVER_CONFORMANCE_CLUSTER")
+        if database:
+            # The store creates the schema the URL selects; the storage tests sweep old `t_<secs>_<hex>` ones.
+            schema = f"t_{int(time.time())}_{secrets.token_hex(6)}"
+            separator = "&" if "?" in database else "?"
+            self.cluster_env = {
+                "PALAVER_DATABASE_URL": f"{database}{separator}options=-c%20search_path%3D{schema}",
+                "PALAVER_NATS_URL": os.environ.get("PALAVER_TEST_NATS_URL", "nats://127.0.0.1:4222"),
+                "PALAVER_NATS_SUBJECT_PREFIX": f"conformance_{secrets.token_hex(6)}",
+                "PALAVER_MEDIA_STORE_URL": "file://" + os.path.join(self.data_dir, "shared-media"),
+            }
+
+    @property
+    def process(self):
+        """The node the client talks to."""
+        return self.processes[0] if self.processes else None
 
     def start(self):
+        nodes = 2 if self.cluster_env else 1
+        urls = [self._start_node(i) for i in range(nodes)]
+        self.url = urls[0]
+        return self
+
+    def _start_node(self, number):
         env = dict(os.environ)
         env.update(
             PALAVER_ACCOUNT_SID=self.account_sid,
@@ -39,35 +68,41 @@ class PalaverServer:
             PALAVER_ENFORCE_TIMER_MINIMUMS="false",
             PALAVER_LOG="warn",
         )
+        env.update(self.cluster_env)
         env.update(self.extra_env)
-        self.process = subprocess.Popen(
-            [BIN, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir],
+        data_dir = self.data_dir if number == 0 else os.path.join(self.data_dir, f"node{number}")
+        process = subprocess.Popen(
+            [BIN, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
         )
+        self.processes.append(process)
         ready = threading.Event()
+        found = []
 
         def read():
-            for line in self.process.stdout:
+            for line in process.stdout:
                 self.output.append(line)
                 match = re.search(r"listening on (http://\S+)", line)
                 if match:
-                    self.url = match.group(1)
+                    found.append(match.group(1))
                     ready.set()
 
         threading.Thread(target=read, daemon=True).start()
         if not ready.wait(30):
-            self.process.kill()
+            process.kill()
             raise RuntimeError("palaver did not start: " + "".join(self.output))
-        return self
+        return found[0]
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            assert self.process.wait(15) == 0, "a graceful stop exits 0"
-        self.process = None
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            assert process.wait(15) == 0, "a graceful stop exits 0"
+        self.processes = []
 
     def restart(self):
         self.stop()
@@ -85,7 +120,7 @@ class PalaverServer:
             capture_output=True,
             text=True,
             check=True,
-            env={**os.environ, "PALAVER_LOG": "warn", "PALAVER_ACCOUNT_SID": self.account_sid},
+            env={**os.environ, **self.cluster_env, "PALAVER_LOG": "warn", "PALAVER_ACCOUNT_SID": self.account_sid},
         )
         return out.stdout
 

@@ -2,15 +2,19 @@
 //! runs a bounded workload, and reports latency percentiles (HDR histograms), throughput and the server's
 //! memory and CPU.
 //!
-//! Unless given `--url`, it starts its own server (`palaver serve` on a temporary data directory, as a separate
-//! process so its RSS and CPU can be read from `/proc`).
+//! Unless given `--url` (one or more nodes of a running deployment), it starts its own servers as separate
+//! processes, so their RSS and CPU can be read from `/proc`: one `palaver serve` on a temporary SQLite data
+//! directory by default, or on PostgreSQL (`--database`, a fresh schema per run), or several nodes sharing the
+//! database and NATS (`--nodes N --nats …`). Scenarios spread their connections over the nodes: ingest's
+//! senders round-robin, fanout's sender on node 0 and its listeners on the others, so every delivery crosses
+//! the NATS relay.
 
 mod proto;
 mod report;
 mod scenarios;
 mod target;
 
-pub use report::Report;
+pub use report::{Latency, NodeUsage, Report};
 pub use scenarios::Scenario;
 pub use target::{Target, TargetOptions};
 

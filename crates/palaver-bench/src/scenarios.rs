@@ -1,6 +1,6 @@
 //! The scenarios. Each builds its data through the public APIs, runs a bounded workload, and reports.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -10,8 +10,8 @@ use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
 use crate::proto::{Conn, OnFrame};
-use crate::report::{Latency, Report};
-use crate::target::Target;
+use crate::report::{Latency, NodeUsage, Report};
+use crate::target::{Target, cpu_seconds, machine_busy_seconds};
 use crate::{BenchError, Result, Workload};
 
 /// The workloads `palaver bench` can run.
@@ -50,7 +50,10 @@ impl Scenario {
 }
 
 pub(crate) async fn run(scenario: Scenario, target: &Target, w: &Workload) -> Result<Report> {
-    let cpu_before = target.usage().map(|(_, cpu)| cpu);
+    let nodes_before = target.node_usage();
+    let bench_before = cpu_seconds("/proc/self/stat");
+    let machine_before = machine_busy_seconds();
+    let started = Instant::now();
     let mut report = match scenario {
         Scenario::Ingest => ingest(target, w).await?,
         Scenario::Fanout => fanout(target, w).await?,
@@ -59,10 +62,24 @@ pub(crate) async fn run(scenario: Scenario, target: &Target, w: &Workload) -> Re
         Scenario::Rest => rest(target, w).await?,
         Scenario::Unread => unread(target, w).await?,
     };
-    if let Some((rss, cpu)) = target.usage() {
-        report.server_rss_mib = Some(rss as f64 / (1024.0 * 1024.0));
-        report.server_cpu_seconds = cpu_before.map(|before| cpu - before);
+    report.run_seconds = started.elapsed().as_secs_f64();
+    report.target = target.describe();
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let nodes: Option<Vec<NodeUsage>> = target
+        .node_usage()
+        .into_iter()
+        .zip(nodes_before)
+        .map(|(after, before)| Some(NodeUsage { rss_mib: mib(after?.0), cpu_seconds: after?.1 - before?.1 }))
+        .collect();
+    if let Some(nodes) = nodes {
+        report.server_rss_mib = Some(nodes.iter().map(|n| n.rss_mib).sum());
+        report.server_cpu_seconds = Some(nodes.iter().map(|n| n.cpu_seconds).sum());
+        if nodes.len() > 1 {
+            report.server_nodes = nodes;
+        }
     }
+    report.bench_cpu_seconds = cpu_seconds("/proc/self/stat").zip(bench_before).map(|(after, before)| after - before);
+    report.machine_busy_cpu_seconds = machine_busy_seconds().zip(machine_before).map(|(after, before)| after - before);
     Ok(report)
 }
 
@@ -93,16 +110,32 @@ fn report(scenario: &str, parameters: Value) -> Report {
         throughput: Vec::new(),
         latency: Vec::new(),
         figures: Vec::new(),
+        target: Value::Null,
         server_rss_mib: None,
         server_cpu_seconds: None,
+        server_nodes: Vec::new(),
+        bench_cpu_seconds: None,
+        machine_busy_cpu_seconds: None,
+        run_seconds: 0.0,
     }
 }
 
-/// REST helper: POST a form, return the JSON.
+/// Where the connections of a scenario go: `count` of them round-robin over the nodes, and how many landed on
+/// each node (for the report).
+fn round_robin(target: &Target, count: usize) -> Value {
+    let nodes = target.node_count().max(1);
+    let mut per_node = vec![0usize; nodes];
+    for i in 0..count {
+        per_node[i % nodes] += 1;
+    }
+    json!(per_node)
+}
+
+/// REST helper: POST a form to node 0, return the JSON.
 async fn post(http: &reqwest::Client, target: &Target, path: &str, form: &[(&str, &str)]) -> Result<Value> {
     let (user, password) = target.basic_auth();
     let response = http
-        .post(format!("{}{path}", target.url))
+        .post(format!("{}{path}", target.url(0)))
         .basic_auth(user, Some(password))
         .form(form)
         .send()
@@ -167,9 +200,10 @@ async fn ingest(target: &Target, w: &Workload) -> Result<Report> {
         convs.push(conversation(&http, target, &members).await?);
     }
     let mut conns = Vec::new();
+    // Sender i on node i (modulo the node count).
     for (i, identity) in senders.iter().enumerate() {
         conns.push((
-            Conn::open(&target.ws_url(), &target.token(identity), None).await?,
+            Conn::open(&target.ws_url(i), &target.token(identity), None).await?,
             convs[i % w.conversations].clone(),
         ));
     }
@@ -191,7 +225,13 @@ async fn ingest(target: &Target, w: &Workload) -> Result<Report> {
     bar.finish_and_clear();
     let mut out = report(
         "ingest",
-        json!({"senders": w.senders, "conversations": w.conversations, "window": w.window, "messages": per_sender * w.senders as u64}),
+        json!({
+            "senders": w.senders,
+            "conversations": w.conversations,
+            "window": w.window,
+            "messages": per_sender * w.senders as u64,
+            "senders_per_node": round_robin(target, w.senders),
+        }),
     );
     out.throughput.push(("messages".into(), acks.len() as f64 / elapsed));
     out.latency.push(("ack latency".into(), Latency::from_micros(&acks)));
@@ -202,6 +242,7 @@ async fn ingest(target: &Target, w: &Workload) -> Result<Report> {
 #[derive(serde::Deserialize)]
 struct EventFrame<'a> {
     kind: Option<&'a str>,
+    seq: Option<i64>,
     #[serde(borrow)]
     data: Option<EventBody<'a>>,
 }
@@ -212,36 +253,63 @@ struct EventBody<'a> {
     body: Option<&'a str>,
 }
 
+/// What the fanout listeners of one node received.
+struct NodeDeliveries {
+    latencies: Mutex<Histogram<u64>>,
+    delivered: AtomicU64,
+    /// Message events whose sequence number was not above the listener's previous one: repeated or out of
+    /// order (a session must forward each event once, in order).
+    out_of_order: AtomicU64,
+}
+
 async fn fanout(target: &Target, w: &Workload) -> Result<Report> {
     let http = reqwest::Client::new();
     // Only participants receive a conversation's messages. The sender speaks as the first listener from a
     // connection of its own, so that the conversation holds no more participants than listeners (at most 1000).
     let members: Vec<String> = (0..w.listeners.max(1)).map(|i| format!("listener-{i}")).collect();
     let conv = conversation(&http, target, &members).await?;
-    let latencies = Arc::new(Mutex::new(histogram()));
-    let deliveries = Arc::new(AtomicU64::new(0));
+    // The sender is on node 0; with several nodes the listeners are on the others, so that every delivery
+    // crosses from the node that committed the message to another one.
+    let nodes = target.node_count();
+    let listener_node = |i: usize| if nodes > 1 { 1 + i % (nodes - 1) } else { 0 };
+    let received: Vec<Arc<NodeDeliveries>> = (0..nodes)
+        .map(|_| {
+            Arc::new(NodeDeliveries {
+                latencies: Mutex::new(histogram()),
+                delivered: AtomicU64::new(0),
+                out_of_order: AtomicU64::new(0),
+            })
+        })
+        .collect();
     let bar = progress(w.listeners as u64, "listeners");
     let mut listeners = Vec::with_capacity(w.listeners);
     for i in 0..w.listeners {
-        let (latencies, deliveries) = (Arc::clone(&latencies), Arc::clone(&deliveries));
+        let node = listener_node(i);
+        let mine = Arc::clone(&received[node]);
+        let last_seq = AtomicI64::new(0);
         let on_frame: OnFrame = Arc::new(move |text: &str| {
             let Ok(frame) = serde_json::from_str::<EventFrame<'_>>(text) else { return };
             if frame.kind == Some("message.added")
                 && let Some(sent) = frame.data.and_then(|d| d.body).and_then(|b| b.parse::<u64>().ok())
             {
                 let latency = micros_now().saturating_sub(sent);
-                if let Ok(mut h) = latencies.lock() {
+                if let Ok(mut h) = mine.latencies.lock() {
                     h.saturating_record(latency.max(1));
                 }
-                deliveries.fetch_add(1, Ordering::Relaxed);
+                mine.delivered.fetch_add(1, Ordering::Relaxed);
+                let seq = frame.seq.unwrap_or(0);
+                if last_seq.fetch_max(seq, Ordering::Relaxed) >= seq {
+                    mine.out_of_order.fetch_add(1, Ordering::Relaxed);
+                }
             }
         });
-        let conn = Conn::open(&target.ws_url(), &target.token(&format!("listener-{i}")), Some(on_frame)).await?;
+        let token = target.token(&format!("listener-{i}"));
+        let conn = Conn::open(&target.ws_url(node), &token, Some(on_frame)).await?;
         listeners.push(conn);
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let sender = Conn::open(&target.ws_url(), &target.token("listener-0"), None).await?;
+    let sender = Conn::open(&target.ws_url(0), &target.token("listener-0"), None).await?;
     let total = w.rate * w.seconds;
     let bar = progress(total, "fanout");
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / w.rate as f64));
@@ -263,19 +331,55 @@ async fn fanout(target: &Target, w: &Workload) -> Result<Report> {
         sent.map_err(|e| BenchError::Request(e.to_string()))??;
     }
     let expected = total * w.listeners as u64;
+    let delivered = || received.iter().map(|r| r.delivered.load(Ordering::Relaxed)).sum::<u64>();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while deliveries.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+    while delivered() < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    let delivered = deliveries.load(Ordering::Relaxed);
-    let mut out = report("fanout", json!({"listeners": w.listeners, "rate": w.rate, "seconds": w.seconds}));
+    let mut listeners_per_node = vec![0usize; nodes];
+    for i in 0..w.listeners {
+        listeners_per_node[listener_node(i)] += 1;
+    }
+    let listener_nodes: Vec<usize> = (0..nodes).filter(|&n| listeners_per_node[n] > 0).collect();
+    let mut out = report(
+        "fanout",
+        json!({
+            "listeners": w.listeners,
+            "rate": w.rate,
+            "seconds": w.seconds,
+            "sender_node": 0,
+            "listener_nodes": listener_nodes,
+            "listeners_per_node": listeners_per_node,
+        }),
+    );
+    let delivered = delivered();
     out.throughput.push(("deliveries".into(), delivered as f64 / elapsed));
-    let h = latencies.lock().map_err(|_| BenchError::Request("poisoned".into()))?;
-    out.latency.push(("delivery latency".into(), Latency::from_micros(&h)));
+    let mut all = histogram();
+    for r in &received {
+        let h = r.latencies.lock().map_err(|_| BenchError::Request("poisoned".into()))?;
+        all.add(&*h).map_err(|e| BenchError::Request(e.to_string()))?;
+    }
+    out.latency.push(("delivery latency".into(), Latency::from_micros(&all)));
+    if nodes > 1 {
+        for &n in &listener_nodes {
+            let h = received[n].latencies.lock().map_err(|_| BenchError::Request("poisoned".into()))?;
+            out.latency.push((format!("delivery latency node {n}"), Latency::from_micros(&h)));
+        }
+    }
     out.figures.push(("delivered fraction".into(), delivered as f64 / expected.max(1) as f64));
+    if nodes > 1 {
+        for &n in &listener_nodes {
+            let wanted = total * listeners_per_node[n] as u64;
+            let got = received[n].delivered.load(Ordering::Relaxed);
+            out.figures.push((format!("delivered fraction node {n}"), got as f64 / wanted.max(1) as f64));
+        }
+    }
+    let out_of_order: u64 = received.iter().map(|r| r.out_of_order.load(Ordering::Relaxed)).sum();
+    out.figures.push(("repeated or out of order".into(), out_of_order as f64));
     drop(listeners);
+    drop(sender);
     Ok(out)
 }
 
@@ -287,7 +391,7 @@ async fn connections(target: &Target, w: &Workload) -> Result<Report> {
     let mut connect_latency = histogram();
     for i in 0..w.listeners {
         let t = Instant::now();
-        conns.push(Conn::open(&target.ws_url(), &target.token(&format!("idle-{}", i % 1000)), None).await?);
+        conns.push(Conn::open(&target.ws_url(i), &target.token(&format!("idle-{}", i % 1000)), None).await?);
         connect_latency.saturating_record(t.elapsed().as_micros() as u64);
         bar.inc(1);
     }
@@ -295,7 +399,10 @@ async fn connections(target: &Target, w: &Workload) -> Result<Report> {
     bar.finish_and_clear();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = target.usage().map(|(rss, _)| rss);
-    let mut out = report("connections", json!({"connections": w.listeners}));
+    let mut out = report(
+        "connections",
+        json!({"connections": w.listeners, "connections_per_node": round_robin(target, w.listeners)}),
+    );
     out.throughput.push(("connects".into(), w.listeners as f64 / elapsed));
     out.latency.push(("connect latency".into(), Latency::from_micros(&connect_latency)));
     if let (Some(before), Some(after)) = (before, after) {
@@ -310,8 +417,8 @@ async fn connections(target: &Target, w: &Workload) -> Result<Report> {
 /// Fills a conversation with `count` messages as fast as the server takes them.
 async fn fill(target: &Target, conv: &str, identity: &str, count: u64) -> Result<f64> {
     let mut conns = Vec::new();
-    for _ in 0..4 {
-        conns.push(Conn::open(&target.ws_url(), &target.token(identity), None).await?);
+    for i in 0..4 {
+        conns.push(Conn::open(&target.ws_url(i), &target.token(identity), None).await?);
     }
     let bar = progress(count, "fill");
     let started = Instant::now();
@@ -344,10 +451,18 @@ async fn history(target: &Target, w: &Workload) -> Result<Report> {
     // sustains. The single-reader latency is what one client sees.
     let readers = w.senders.clamp(1, 16);
     let mut conns = Vec::new();
-    for _ in 0..readers {
-        conns.push(Conn::open(&target.ws_url(), &target.token("historian"), None).await?);
+    for i in 0..readers {
+        conns.push(Conn::open(&target.ws_url(i), &target.token("historian"), None).await?);
     }
-    let mut out = report("history", json!({"messages": w.messages, "page_size": 30, "readers": readers}));
+    let mut out = report(
+        "history",
+        json!({
+            "messages": w.messages,
+            "page_size": 30,
+            "readers": readers,
+            "readers_per_node": round_robin(target, readers),
+        }),
+    );
     out.figures.push(("fill messages per second".into(), fill_rate));
     for direction in ["backwards", "forward"] {
         let bar = progress((w.messages / 30 + 1) * readers as u64, direction);
@@ -398,8 +513,9 @@ async fn history(target: &Target, w: &Workload) -> Result<Report> {
     Ok(out)
 }
 
-/// Runs `count` REST requests from `clients` concurrent keep-alive clients; `request` builds each one and the
-/// response must have status `expect`. Returns the latency histogram and requests per second.
+/// Runs `count` REST requests from `clients` concurrent keep-alive clients (client i on node i, modulo the node
+/// count); `request` builds each one from the client's node's base URL and the response must have status
+/// `expect`. Returns the latency histogram and requests per second.
 async fn rest_phase(
     http: &reqwest::Client,
     target: &Target,
@@ -407,21 +523,22 @@ async fn rest_phase(
     count: u64,
     clients: usize,
     expect: u16,
-    request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync + Clone + 'static,
+    request: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder + Send + Sync + Clone + 'static,
 ) -> Result<(Histogram<u64>, f64)> {
     let bar = progress(count, what);
     let remaining = Arc::new(AtomicU64::new(count));
     let (user, password) = (target.basic_auth().0.to_string(), target.basic_auth().1.to_string());
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..clients {
+    for i in 0..clients {
         let (http, remaining, bar, request) = (http.clone(), Arc::clone(&remaining), bar.clone(), request.clone());
+        let base = target.url(i).to_string();
         let (user, password) = (user.clone(), password.clone());
         tasks.spawn(async move {
             let mut h = histogram();
             while remaining.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
                 let t = Instant::now();
-                let response = request(&http)
+                let response = request(&http, &base)
                     .basic_auth(&user, Some(&password))
                     .send()
                     .await
@@ -455,16 +572,26 @@ async fn rest(target: &Target, w: &Workload) -> Result<Report> {
         .map_err(|e| BenchError::Request(e.to_string()))?;
     let conv = conversation(&http, target, &[]).await?;
     let count = w.messages;
-    let create_url = format!("{}/v1/Conversations/{conv}/Messages", target.url);
-    let (creates, create_rate) = rest_phase(&http, target, "rest create", count, w.senders, 201, move |http| {
-        http.post(&create_url).form(&[("Body", "rest benchmark"), ("Author", "bench")])
+    let create_path = format!("/v1/Conversations/{conv}/Messages");
+    let (creates, create_rate) = rest_phase(&http, target, "rest create", count, w.senders, 201, move |http, base| {
+        http.post(format!("{base}{create_path}")).form(&[("Body", "rest benchmark"), ("Author", "bench")])
     })
     .await?;
     let lists = (count / 10).max(100);
-    let list_url = format!("{}/v1/Conversations/{conv}/Messages?PageSize=50&Order=desc", target.url);
-    let (listed, list_rate) =
-        rest_phase(&http, target, "rest list", lists, w.senders, 200, move |http| http.get(&list_url)).await?;
-    let mut out = report("rest", json!({"clients": w.senders, "creates": count, "lists": lists}));
+    let list_path = format!("/v1/Conversations/{conv}/Messages?PageSize=50&Order=desc");
+    let (listed, list_rate) = rest_phase(&http, target, "rest list", lists, w.senders, 200, move |http, base| {
+        http.get(format!("{base}{list_path}"))
+    })
+    .await?;
+    let mut out = report(
+        "rest",
+        json!({
+            "clients": w.senders,
+            "creates": count,
+            "lists": lists,
+            "clients_per_node": round_robin(target, w.senders),
+        }),
+    );
     out.throughput.push(("creates".into(), create_rate));
     out.throughput.push(("lists".into(), list_rate));
     out.latency.push(("create latency".into(), Latency::from_micros(&creates)));
@@ -477,8 +604,8 @@ async fn unread(target: &Target, w: &Workload) -> Result<Report> {
     let conv = conversation(&http, target, &["reader".to_string()]).await?;
     let fill_rate = fill(target, &conv, "reader", w.messages).await?;
     let mut conns = Vec::new();
-    for _ in 0..w.senders.clamp(1, 8) {
-        conns.push(Conn::open(&target.ws_url(), &target.token("reader"), None).await?);
+    for i in 0..w.senders.clamp(1, 8) {
+        conns.push(Conn::open(&target.ws_url(i), &target.token("reader"), None).await?);
     }
     let last = w.messages as i64 - 1;
     let deadline = Instant::now() + Duration::from_secs(w.seconds);
@@ -510,7 +637,14 @@ async fn unread(target: &Target, w: &Workload) -> Result<Report> {
         reads.add(&r).map_err(|e| BenchError::Request(e.to_string()))?;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let mut out = report("unread", json!({"messages": w.messages, "seconds": w.seconds}));
+    let mut out = report(
+        "unread",
+        json!({
+            "messages": w.messages,
+            "seconds": w.seconds,
+            "connections_per_node": round_robin(target, w.senders.clamp(1, 8)),
+        }),
+    );
     out.figures.push(("fill messages per second".into(), fill_rate));
     out.throughput.push(("horizon updates".into(), updates.len() as f64 / elapsed));
     out.throughput.push(("unread reads".into(), reads.len() as f64 / elapsed));

@@ -577,6 +577,12 @@ impl From<String> for MessageContent {
     }
 }
 
+impl From<&String> for MessageContent {
+    fn from(text: &String) -> Self {
+        Self::Text(text.clone())
+    }
+}
+
 impl From<Option<String>> for MessageContent {
     fn from(text: Option<String>) -> Self {
         text.map_or(Self::None, Self::Text)

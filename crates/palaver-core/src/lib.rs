@@ -15,6 +15,7 @@
 
 pub mod channel;
 pub mod clock;
+pub mod cluster;
 pub mod error;
 pub mod event;
 pub mod feed;

@@ -236,6 +236,8 @@ pub struct Palaver {
     webhook_epoch: Arc<std::sync::atomic::AtomicU64>,
     /// Asked before SDK actions, when the server has a way to call pre-event webhooks.
     pre_hooks: Option<Arc<dyn PreEventHooks>>,
+    /// The other nodes of the cluster, when there are any.
+    peers: Option<Arc<dyn crate::cluster::Peers>>,
     /// Who the calls through this handle act for; recorded on every event they cause.
     origin: Origin,
 }
@@ -253,6 +255,7 @@ impl Palaver {
             access_epoch: Arc::default(),
             webhook_epoch: Arc::default(),
             pre_hooks: None,
+            peers: None,
             origin: Origin::system(),
         }
     }
@@ -282,6 +285,28 @@ impl Palaver {
         self
     }
 
+    /// Tells `peers` (the other nodes of a cluster) about typing and stale caches from now on. Set it before
+    /// handing out clones: they keep the peers they were cloned with.
+    pub fn with_peers(mut self, peers: Arc<dyn crate::cluster::Peers>) -> Self {
+        self.peers = Some(peers);
+        self
+    }
+
+    /// Another node changed webhook settings: drops what this node cached of them.
+    pub fn peer_webhooks_changed(&self) {
+        self.webhook_epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Another node changed who may do what: drops every cached permission check of this node.
+    pub fn peer_access_changed(&self) {
+        self.access_epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Someone on another node is typing: tells this node's sessions (and not the peers again).
+    pub fn peer_typing(&self, notice: TypingNotice) {
+        let _ = self.typing.send(Arc::new(notice));
+    }
+
     /// A handle whose changes are recorded as made by `origin` (shares everything else with `self`).
     pub fn acting_as(&self, origin: Origin) -> Self {
         Self { origin, ..self.clone() }
@@ -303,7 +328,10 @@ impl Palaver {
     }
 
     fn webhooks_changed(&self) {
-        self.webhook_epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.peer_webhooks_changed();
+        if let Some(peers) = &self.peers {
+            peers.webhooks_changed();
+        }
     }
 
     /// The current access epoch (see [`Palaver::access_changed`]).
@@ -313,7 +341,10 @@ impl Palaver {
 
     /// Invalidates every cached permission check.
     fn access_changed(&self) {
-        self.access_epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.peer_access_changed();
+        if let Some(peers) = &self.peers {
+            peers.access_changed();
+        }
     }
 
     /// The live feed of stored events.
@@ -328,6 +359,9 @@ impl Palaver {
 
     /// Publishes a typing notice.
     pub fn publish_typing(&self, notice: TypingNotice) {
+        if let Some(peers) = &self.peers {
+            peers.typing(&notice);
+        }
         let _ = self.typing.send(Arc::new(notice));
     }
 

@@ -10,6 +10,8 @@
 //!
 //! Inputs arrive validated (see [`crate::input`]) with their new SIDs and timestamps already chosen.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use palaver_api::sid::{
     AddressConfigurationSid, ApiKeySid, ConversationSid, DeliveryReceiptSid, MessageSid, MessagingServiceSid,
@@ -385,6 +387,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Notified after every committed write, so the live feed knows to read the log's new events.
     fn changes(&self) -> std::sync::Arc<tokio::sync::Notify>;
 
+    /// The events this process commits, as each write commits them (in log order), for relaying to the other
+    /// nodes of a cluster. `None` for stores only one process can write to (the default).
+    fn committed_here(&self) -> Option<tokio::sync::broadcast::Receiver<std::sync::Arc<Vec<Event>>>> {
+        None
+    }
+
     /// Whether the store can take writes now: a write that changes nothing goes the whole way through.
     ///
     /// # Errors
@@ -664,28 +672,53 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// The log id up to which events have been planned into the webhook outbox.
     async fn webhook_cursor(&self) -> Result<i64>;
-    /// Adds `deliveries` to the outbox and moves the cursor to `cursor`, atomically.
-    async fn enqueue_webhooks(&self, deliveries: Vec<NewDelivery>, cursor: i64, now: OffsetDateTime) -> Result<()>;
-    /// Outbox entries due at `now`, oldest first, at most `limit`.
-    async fn due_webhooks(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<Delivery>>;
-    /// When the next outbox entry is due, if any waits.
+    /// Plans the log range `(from, to]` (with `from <= to`): adds `deliveries`, the requests planned from the
+    /// events of that range, to the outbox (due at `now`) and moves the cursor to `to`, in one transaction and
+    /// only if the stored cursor is still at most `from`. When another planner has already moved the cursor
+    /// past `from`, the range (or part of it) is planned already: nothing is added and the cursor stays.
+    /// Returns the stored cursor after the call, so `to` when the range is planned, by this call or another,
+    /// and the other planner's position otherwise: the caller goes on from there.
+    ///
+    /// This compare-and-set is what lets several nodes run a planner each over one log; see
+    /// `palaver_server::webhooks::run_dispatcher` for why no event is then planned twice or skipped.
+    async fn enqueue_webhooks(
+        &self,
+        deliveries: Vec<NewDelivery>,
+        from: i64,
+        to: i64,
+        now: OffsetDateTime,
+    ) -> Result<i64>;
+    /// Claims the outbox entries due at `now`, oldest first, at most `limit`: in the same transaction each
+    /// entry returned is made due again only at `now + lease`, so a concurrent or later claim (another node's)
+    /// does not get it while its sender works. Recording the attempt's outcome ends the lease
+    /// ([`Store::webhook_delivered`] removes the entry, [`Store::webhook_failed`] sets its retry time); an
+    /// entry whose sender died is claimed again once the lease ends. `lease` must therefore outlast an attempt.
+    async fn due_webhooks(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> Result<Vec<Delivery>>;
+    /// When the next outbox entry is due (for a claimed one, when its lease ends), if any waits.
     async fn next_webhook_due(&self) -> Result<Option<OffsetDateTime>>;
     /// Removes a delivered entry from the outbox.
     async fn webhook_delivered(&self, id: i64) -> Result<()>;
-    /// Records a failed attempt: retried at `retry_at`, or kept as dead (never retried) when `None`.
+    /// Records a failed attempt: retried at `retry_at` (whatever its lease said), or kept as dead (never
+    /// retried) when `None`.
     async fn webhook_failed(&self, id: i64, retry_at: Option<OffsetDateTime>, error: String) -> Result<()>;
 
     // Non-chat channels. Receipts are created by `add_message`, one per non-chat participant other than the
     // author, in status `queued` and due at once.
 
-    /// Queued receipts on `channels` due at `now`, oldest first, at most `limit`, with what sending needs.
+    /// Claims the queued receipts on `channels` due at `now`, oldest first, at most `limit`, with what sending
+    /// needs: in the same transaction each receipt returned is made due again only at `now + lease`, so a
+    /// concurrent or later claim (another node's) does not get it while its sender works. The receipt stays
+    /// `queued`; recording the outcome with [`Store::update_delivery`] ends the lease (a retry time, or no
+    /// longer due at all), and a receipt whose sender died is claimed again once the lease ends. `lease` must
+    /// therefore outlast an attempt.
     async fn due_channel_jobs(
         &self,
         channels: &[BindingKind],
         now: OffsetDateTime,
+        lease: Duration,
         limit: u32,
     ) -> Result<Vec<ChannelJob>>;
-    /// When the next queued receipt on `channels` is due, if any waits.
+    /// When the next queued receipt on `channels` is due (for a claimed one, when its lease ends), if any waits.
     async fn next_channel_job_due(&self, channels: &[BindingKind]) -> Result<Option<OffsetDateTime>>;
     /// Applies `update` to a receipt, keeps the message's counts in step and appends `delivery.updated` to the
     /// conversation's log. A status never moves backwards (a late `sent` after `delivered` is ignored, but its

@@ -7,6 +7,10 @@
 //! backoff. A receipt leaves the queue only once the channel accepted the message, so a restart resends
 //! whatever was not yet accepted. (A crash between the channel's acceptance and its recording can resend
 //! one message: channels have no idempotency key to prevent that.)
+//!
+//! On several nodes, each claims the receipts it sends for [`OUTBOX_LEASE`], so no two nodes send one receipt
+//! at once; every attempt ends within [`ATTEMPT_DEADLINE`], well inside the lease, and the receipts of a node
+//! that died are claimed by another when their lease ends.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,10 +26,19 @@ use palaver_core::{Palaver, Store};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::webhooks::backoff;
+use crate::webhooks::{OUTBOX_LEASE, backoff};
 
 /// Attempts before a receipt is given up as failed.
 pub const MAX_ATTEMPTS: u32 = 8;
+/// The longest one attempt may take, on any channel. The gateway's HTTP timeout bounds its whole request,
+/// but SMTP's bounds each command, not the conversation with the server, and attachments are read first:
+/// so the attempt as a whole is bounded here, well inside the [`OUTBOX_LEASE`] its receipt is claimed for.
+pub const ATTEMPT_DEADLINE: Duration = Duration::from_secs(30);
+const _: () = assert!(2 * ATTEMPT_DEADLINE.as_secs() <= OUTBOX_LEASE.as_secs(), "a lease outlasts two attempts");
+/// The gateway's answer to one message.
+const GATEWAY_TIMEOUT: Duration = Duration::from_secs(15);
+/// One SMTP command's answer.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Receipts sent per round.
 const BATCH: u32 = 64;
 /// Twilio's error code for a message that could not be handed to the carrier ("queue overflow" is 30001;
@@ -103,7 +116,7 @@ struct GatewayClient {
 
 impl GatewayClient {
     fn new(config: MessagingGatewayConfig, public_url: Option<&str>, auth_token: &str) -> Self {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap_or_default();
+        let http = reqwest::Client::builder().timeout(GATEWAY_TIMEOUT).build().unwrap_or_default();
         let public_url = public_url.map(|base| base.trim_end_matches('/').to_string());
         Self { http, config, public_url, auth_token: auth_token.to_string() }
     }
@@ -182,7 +195,7 @@ impl MailClient {
     fn new(config: &SmtpConfig) -> Result<Self, String> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&config.url)
             .map_err(|e| format!("invalid SMTP URL '{}': {e}", config.url))?
-            .timeout(Some(Duration::from_secs(20)))
+            .timeout(Some(SMTP_TIMEOUT))
             .build();
         Ok(Self { transport, default_from: config.default_from.clone(), files: None })
     }
@@ -290,10 +303,7 @@ pub async fn run_channel_dispatcher(
     auth_token: String,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let channels = settings.enabled();
-    if channels.is_empty() {
-        return;
-    }
+    let mut channels = settings.enabled();
     let gateway =
         settings.messaging_gateway.clone().map(|c| GatewayClient::new(c, settings.public_url.as_deref(), &auth_token));
     let mail = match settings.smtp.as_ref().map(MailClient::new).transpose() {
@@ -303,6 +313,13 @@ pub async fn run_channel_dispatcher(
             None
         }
     };
+    // A node that cannot send email must not claim email receipts: another node may be able to.
+    if mail.is_none() {
+        channels.retain(|channel| *channel != BindingKind::Email);
+    }
+    if channels.is_empty() {
+        return;
+    }
     tokio::pin!(shutdown);
     let store = palaver.store().clone();
     let mut wakeups = palaver.feed().subscribe();
@@ -325,7 +342,7 @@ async fn send_due(
     gateway: Option<&GatewayClient>,
     mail: Option<&MailClient>,
 ) {
-    let jobs = match store.due_channel_jobs(channels, OffsetDateTime::now_utc(), BATCH).await {
+    let jobs = match store.due_channel_jobs(channels, OffsetDateTime::now_utc(), OUTBOX_LEASE, BATCH).await {
         Ok(jobs) => jobs,
         Err(err) => {
             tracing::warn!(%err, "could not read queued deliveries");
@@ -341,18 +358,27 @@ async fn send_due(
             emails.entry(job.message_sid.to_string()).or_default().push(job);
         } else if let Some(gateway) = gateway {
             sends.push(async move {
-                let outcome = gateway.send(job).await;
+                let outcome = within_deadline(gateway.send(job)).await;
                 record(store, &[job], outcome).await;
             });
         }
     }
     let mail_sends = emails.into_values().filter_map(|group| {
         mail.map(|mail| async move {
-            let outcome = mail.send(&group).await;
+            let outcome = within_deadline(mail.send(&group)).await;
             record(store, &group, outcome).await;
         })
     });
     futures_util::future::join(futures_util::future::join_all(sends), futures_util::future::join_all(mail_sends)).await;
+}
+
+/// `attempt`'s outcome, or a transient failure when it takes longer than [`ATTEMPT_DEADLINE`].
+async fn within_deadline(
+    attempt: impl std::future::Future<Output = Result<String, ChannelError>>,
+) -> Result<String, ChannelError> {
+    tokio::time::timeout(ATTEMPT_DEADLINE, attempt)
+        .await
+        .unwrap_or_else(|_| Err(ChannelError::Transient(format!("no answer within {} s", ATTEMPT_DEADLINE.as_secs()))))
 }
 
 async fn record(store: &Arc<dyn Store>, jobs: &[&ChannelJob], outcome: Result<String, ChannelError>) {

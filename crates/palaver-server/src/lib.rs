@@ -48,6 +48,44 @@ pub struct AppState {
     pub channels: Arc<channels::ChannelSettings>,
     /// Where media bytes live.
     pub media: media::MediaStore,
+    /// The cluster bus, when this node is one of several (see [`AppState::join_cluster`]).
+    pub cluster: Option<palaver_cluster::ClusterBus>,
+    /// Set when the server was asked to stop: `/readyz` answers 503 from then on.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// How long a stopping server keeps serving (with `/readyz` answering 503) before it closes realtime
+    /// sessions and stops accepting requests, so a load balancer can take it out of rotation first.
+    pub drain_delay: std::time::Duration,
+}
+
+/// Why a node could not join a cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterSetupError {
+    /// The embedded database belongs to one process; nodes must share a PostgreSQL database.
+    #[error("cluster mode (--nats) needs a shared database: start the node with --database postgres://…")]
+    NeedsSharedStore,
+    /// The bus could not be joined.
+    #[error(transparent)]
+    Bus(#[from] palaver_cluster::ClusterError),
+}
+
+impl AppState {
+    /// Joins the cluster whose nodes talk over the NATS server(s) at `nats_url`, on subjects starting with
+    /// `subject_prefix`: from then on this node relays its commits, typing and cache invalidations to the
+    /// others and hears theirs. Call before [`run`].
+    ///
+    /// # Errors
+    /// [`ClusterSetupError::NeedsSharedStore`] on the embedded database; [`ClusterSetupError::Bus`] when NATS
+    /// cannot be reached.
+    pub async fn join_cluster(&mut self, nats_url: &str, subject_prefix: &str) -> Result<(), ClusterSetupError> {
+        if self.palaver.store().committed_here().is_none() {
+            return Err(ClusterSetupError::NeedsSharedStore);
+        }
+        let bus = palaver_cluster::ClusterBus::connect(nats_url, subject_prefix).await?;
+        tracing::info!(node = bus.node_id(), "joined the cluster bus");
+        self.palaver = self.palaver.clone().with_peers(bus.peers());
+        self.cluster = Some(bus);
+        Ok(())
+    }
 }
 
 /// How much a realtime connection may buffer for a client, and for how long a full buffer may wait.
@@ -125,6 +163,9 @@ pub async fn open(
         channels: Arc::new(channels::ChannelSettings::default()),
         media: media::MediaStore::local(&data_dir.join("media"))
             .map_err(|e| palaver_core::Error::Storage(format!("cannot open the media directory: {e}")))?,
+        cluster: None,
+        draining: Arc::default(),
+        drain_delay: std::time::Duration::ZERO,
     })
 }
 
@@ -147,6 +188,15 @@ pub async fn run(
             let _ = stopped.wait_for(|s| *s).await;
         }
     };
+    let relay = state.cluster.clone().map(|bus| {
+        let palaver = state.palaver.clone();
+        let stopped = until_stopped();
+        tokio::spawn(async move {
+            if let Err(err) = bus.run(palaver, stopped).await {
+                tracing::error!(%err, "the cluster relay stopped; other nodes' changes arrive by polling only");
+            }
+        })
+    });
     let scheduler = tokio::spawn(palaver_core::timers::run_timer_scheduler(state.palaver.clone(), until_stopped()));
     let feed = tokio::spawn(state.palaver.feed().clone().run(state.palaver.store().clone(), until_stopped()));
     let webhook_config = Arc::new(webhooks::WebhookConfigCache::new(
@@ -174,9 +224,17 @@ pub async fn run(
         state.credentials.auth_token.clone(),
         until_stopped(),
     ));
+    let draining = state.draining.clone();
+    let drain_delay = state.drain_delay;
     let app: Router = router(state);
     let signal = async move {
         shutdown.await;
+        // Out of the load balancer's rotation first (`/readyz` says 503), while still serving.
+        draining.store(true, std::sync::atomic::Ordering::Release);
+        if !drain_delay.is_zero() {
+            tracing::info!(seconds = drain_delay.as_secs_f64(), "draining before stopping");
+            tokio::time::sleep(drain_delay).await;
+        }
         // Realtime sessions are not HTTP requests in flight: tell them to close so the graceful shutdown
         // does not wait on them.
         let _ = stopping.send(true);
@@ -188,5 +246,8 @@ pub async fn run(
     let _ = feed.await;
     let _ = dispatcher.await;
     let _ = channel_dispatcher.await;
+    if let Some(relay) = relay {
+        let _ = relay.await;
+    }
     served
 }

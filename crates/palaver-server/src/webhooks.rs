@@ -4,6 +4,11 @@
 //! Durability: every change is committed together with its event; the dispatcher plans events into the
 //! outbox and moves its cursor in one transaction, and removes an entry only after a 2xx answer. A restart at
 //! any point therefore re-plans or re-sends, and never forgets; an entry answered with 2xx is never sent again.
+//!
+//! Clusters: every node runs a dispatcher over the one shared log and outbox. The cursor moves by
+//! compare-and-set, so each event is planned by one node exactly once (see [`run_dispatcher`]), and sending
+//! claims entries for [`OUTBOX_LEASE`], so two nodes do not send one entry at once and the entries of a node
+//! that died are sent by another when their lease ends.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -22,6 +27,13 @@ use time::OffsetDateTime;
 
 /// Twilio's limit for a webhook answer.
 pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a claimed outbox job (a webhook entry here, a delivery receipt in [`crate::channels`]) belongs to
+/// the node that claimed it: other nodes' claims skip it until then, and take it over after, as the job of a
+/// node that died. It must outlast an attempt, or a slow attempt would be repeated by another node while it
+/// runs: attempts are bounded by [`WEBHOOK_TIMEOUT`] here and by the channels' attempt deadline there, both
+/// well below it.
+pub const OUTBOX_LEASE: Duration = Duration::from_secs(60);
+const _: () = assert!(2 * WEBHOOK_TIMEOUT.as_secs() <= OUTBOX_LEASE.as_secs(), "a lease outlasts two attempts");
 /// Attempts before an outbox entry is given up (kept as dead).
 pub const MAX_ATTEMPTS: u32 = 10;
 /// The longest wait between two attempts.
@@ -194,6 +206,30 @@ pub fn backoff(attempts: u32) -> Duration {
 }
 
 /// Plans the event log into the outbox and delivers it, until `shutdown` completes.
+///
+/// # Planning on several nodes
+///
+/// Each node's dispatcher reads the log after its own `cursor` and keeps `saved_cursor`, the stored cursor
+/// as the store last reported it; each batch it writes covers the log range `(saved_cursor, cursor]` and is
+/// offered with [`Store::enqueue_webhooks`]`(deliveries, saved_cursor, cursor, …)`, which adds it only if the
+/// stored cursor has not passed `saved_cursor`, and answers with the stored cursor. No event is planned
+/// twice, and none is skipped:
+///
+/// - The stored cursor `C` never goes back, and every range `(from, to]` that enters the outbox starts at the
+///   `C` of its moment: `from` is a value `C` had (read at start, or answered by an earlier call), so
+///   `from <= C`, and the store adds the batch only if `C <= from`, that is `C == from`, then sets `C = to`,
+///   all under the cursor's lock. Successive accepted ranges are therefore `(C0, C1]`, `(C1, C2]`, …: they
+///   neither overlap (no event twice) nor leave holes (no event skipped) up to the current `C`.
+/// - A batch holds the deliveries of *every* event of its range: the log's ids become visible in commit
+///   order (the stores guarantee it for tails by id), so a read after `from` that returned an event with id
+///   `to` returned every event with an id in `(from, to]`.
+/// - A refused batch adds nothing; its node drops it and goes on from the answered cursor, which an accepted
+///   batch reached (another node's, or this node's own whose answer was lost to an error after its commit:
+///   offered again from the old `saved_cursor`, it is refused). So each event it dropped is either below
+///   the answer, planned once already, or above it, and read and offered again.
+///
+/// An empty batch (nothing to send) is saved only every couple of seconds, since the cursor is then only a
+/// hint; it follows the same rule, so a node that was overtaken meanwhile learns it there too.
 pub async fn run_dispatcher(
     palaver: Palaver,
     config: Arc<WebhookConfigCache>,
@@ -204,6 +240,8 @@ pub async fn run_dispatcher(
     tokio::pin!(shutdown);
     let store = palaver.store().clone();
     let mut wakeups = palaver.feed().subscribe();
+    // How far this node has read the log, and where the batch it is building starts: the stored cursor as
+    // last seen (see the planning rule above).
     let mut cursor = match store.webhook_cursor().await {
         Ok(cursor) => cursor,
         Err(err) => {
@@ -214,30 +252,52 @@ pub async fn run_dispatcher(
     let mut saved_cursor = cursor;
     let mut saved_at = Instant::now();
     // Whether the outbox may hold entries; false once it was seen empty and nothing was added since, so an
-    // idle server does not query it on every event.
+    // idle server does not query it on every event. Another node's planning (learnt from a refused batch)
+    // counts as an addition: this node helps send, and takes over the entries if that node dies.
     let mut outbox_pending = true;
     loop {
         match plan(&store, &config, &account_sid, &mut cursor).await {
             Ok(Some(deliveries)) => {
-                if let Err(err) = store.enqueue_webhooks(deliveries, cursor, OffsetDateTime::now_utc()).await {
-                    tracing::warn!(%err, "could not write the webhook outbox; retrying");
-                    cursor = saved_cursor;
-                } else {
-                    saved_cursor = cursor;
-                    saved_at = Instant::now();
-                    outbox_pending = true;
+                match store.enqueue_webhooks(deliveries, saved_cursor, cursor, OffsetDateTime::now_utc()).await {
+                    Ok(stored) => {
+                        if stored != cursor {
+                            tracing::debug!(
+                                from = saved_cursor,
+                                to = cursor,
+                                stored,
+                                "these events were planned already, by another node"
+                            );
+                        }
+                        cursor = stored;
+                        saved_cursor = stored;
+                        saved_at = Instant::now();
+                        outbox_pending = true;
+                    }
+                    Err(err) => {
+                        tracing::warn!(%err, "could not write the webhook outbox; retrying");
+                        cursor = saved_cursor;
+                    }
                 }
             }
             Ok(None) => {
                 // Nothing to send: the cursor is only a hint then, so it is saved now and then, not per event.
                 if cursor != saved_cursor && saved_at.elapsed() > Duration::from_secs(2) {
-                    if store.enqueue_webhooks(Vec::new(), cursor, OffsetDateTime::now_utc()).await.is_ok() {
-                        saved_cursor = cursor;
+                    let saved = store.enqueue_webhooks(Vec::new(), saved_cursor, cursor, OffsetDateTime::now_utc());
+                    if let Ok(stored) = saved.await {
+                        if stored != cursor {
+                            outbox_pending = true;
+                        }
+                        cursor = stored;
+                        saved_cursor = stored;
                     }
                     saved_at = Instant::now();
                 }
             }
-            Err(err) => tracing::warn!(%err, "could not plan webhooks; retrying"),
+            Err(err) => {
+                // The read may have stopped part-way, after moving `cursor` past events it then dropped.
+                tracing::warn!(%err, "could not plan webhooks; retrying");
+                cursor = saved_cursor;
+            }
         }
         let mut wait = Duration::from_secs(1);
         if outbox_pending {
@@ -306,7 +366,7 @@ async fn plan(
 }
 
 async fn deliver_due(store: &Arc<dyn Store>, sender: &WebhookSender) {
-    let due = match store.due_webhooks(OffsetDateTime::now_utc(), DELIVERY_BATCH).await {
+    let due = match store.due_webhooks(OffsetDateTime::now_utc(), OUTBOX_LEASE, DELIVERY_BATCH).await {
         Ok(due) => due,
         Err(err) => {
             tracing::warn!(%err, "could not read the webhook outbox");

@@ -41,14 +41,30 @@ fn channel_names(channels: &[BindingKind]) -> Vec<String> {
     channels.iter().map(|c| c.as_str().to_string()).collect()
 }
 
-/// Due receipts with what sending needs. Must run in a write transaction: the receipts returned are locked
-/// (`FOR UPDATE … SKIP LOCKED`) until it ends, and a concurrent scan of another node skips them.
-pub(crate) async fn due_jobs(
+/// Claims the due receipts with what sending needs: each one returned is due again only at `lease_end`
+/// (Unix ms). Must run in a write transaction: the scan locks the receipts it returns
+/// (`FOR UPDATE OF r SKIP LOCKED`, so a concurrent claim of another node skips them instead of waiting), and
+/// the lease is written under that lock, in the same transaction. A receipt whose claim committed after the
+/// scan's snapshot is re-checked in its newest version once locked (READ COMMITTED), and left out.
+///
+/// Only the receipt rows are locked, never their conversation: a delivery outcome locks the conversation
+/// first and the receipt second, and the claim skips a receipt it holds, so the two cannot deadlock.
+pub(crate) async fn claim_due_jobs(
     tx: &Tx,
     channels: &[BindingKind],
     now: OffsetDateTime,
+    lease_end: i64,
     limit: u32,
 ) -> Result<Vec<ChannelJob>> {
+    let jobs = due_jobs(tx, channels, now, limit).await?;
+    if !jobs.is_empty() {
+        let sids: Vec<&str> = jobs.iter().map(|job| job.receipt_sid.as_str()).collect();
+        tx.execute("UPDATE delivery_receipts SET next_attempt = $1 WHERE sid = ANY($2)", &[&lease_end, &sids]).await?;
+    }
+    Ok(jobs)
+}
+
+async fn due_jobs(tx: &Tx, channels: &[BindingKind], now: OffsetDateTime, limit: u32) -> Result<Vec<ChannelJob>> {
     if channels.is_empty() {
         return Ok(Vec::new());
     }

@@ -52,22 +52,27 @@
 //!   components (the webhook cursor) can compare. Serialising a few milliseconds per write is the simpler
 //!   correct choice at Palaver's write rates; revisit if profiles show the lock.
 //! - **Outbox workers on several nodes.** SQLite's single writer made "one scan hands a job to one worker"
-//!   trivially true. Here the scans of the two outboxes, due channel jobs (`due_channel_jobs`) and due
-//!   webhook deliveries (`due_webhooks`), run in a write transaction and select with
-//!   `FOR UPDATE [OF r] SKIP LOCKED`: two nodes scanning at once never both take one job, the second skips
-//!   the rows the first holds instead of waiting for them. The locks end with the scan's transaction, since
-//!   the port's scan is a read that hands out no lease (the conformance suite reads the same due jobs
-//!   twice); a job still due when a later scan runs, before its worker recorded the outcome, can be handed
-//!   out again. Receipts tolerate that (a status never moves backwards); exclusive ownership for a whole
-//!   attempt would need a lease in the port (a claim time pushed forward by the scan).
-//!   Delivery outcomes (`update_delivery`, also run when a participant with queued receipts leaves) lock
-//!   the receipt's conversation row first, then the receipt, like every write to a conversation, so they
-//!   and the message's aggregate counts are updated one after another. Attaching media locks each media
-//!   row, so two messages cannot both take one upload. `enqueue_webhooks` moves the cursor with
-//!   `GREATEST` under the cursor row's lock, so it never goes back; but it cannot tell a second planner's
-//!   batch for the same events from a legitimate one (the port carries no expected cursor), so planners on
-//!   two nodes (the server runs one per node today) can each enqueue one event: a known gap, closed by a
-//!   compare-and-set cursor in the port or by one planner per cluster.
+//!   trivially true. Here the scans of the two outboxes are claims with a lease: `due_webhooks` is one
+//!   statement that selects the due entries `FOR UPDATE SKIP LOCKED` and moves their `next_attempt` to the
+//!   lease's end (a `SELECT … FOR UPDATE SKIP LOCKED` CTE feeding `UPDATE … RETURNING`); `due_channel_jobs` selects
+//!   the due receipts with what sending needs `FOR UPDATE OF r SKIP LOCKED` and moves theirs in the same
+//!   transaction. Two nodes claiming at once never both take one job (the second skips the rows the first
+//!   holds, instead of waiting for them; a row the first committed meanwhile is re-checked in its newest
+//!   version once locked, and is no longer due), and a later claim does not take it either until the lease
+//!   ends. Recording the outcome ends the lease (`webhook_delivered` deletes the entry, `webhook_failed` and
+//!   `update_delivery` set the retry time or take the receipt out of the queue); a node that dies mid-job
+//!   leaves it to whichever node claims after the lease, which the dispatchers choose well above an
+//!   attempt's timeout. A claim locks the receipt rows only, never their conversations: delivery outcomes
+//!   (`update_delivery`, also run when a participant with queued receipts leaves) lock the receipt's
+//!   conversation row first, then the receipt, like every write to a conversation, so they and the
+//!   message's aggregate counts are updated one after another, and a claim, which skips the receipts they
+//!   hold, cannot deadlock with them. Attaching media locks each media row, so two messages cannot both
+//!   take one upload.
+//! - **One webhook planner at a time.** Every node plans the shared log into the outbox; `enqueue_webhooks`
+//!   is a compare-and-set on the cursor: it locks the cursor row (`SELECT … FOR UPDATE`, which under READ
+//!   COMMITTED returns the version the previous planner committed) and adds the batch and moves the cursor
+//!   only if the cursor is still at the batch's start. A planner that lost the race adds nothing and goes
+//!   on from the cursor it is answered with, so each event is planned by one node, once.
 //! - **Rules on rows that may not exist yet** in the webhook and address tables: the per-conversation limit
 //!   of scoped webhooks is checked under the conversation's row lock; a scope's settings are patched under
 //!   a `SHARE ROW EXCLUSIVE` lock of `webhook_settings` (readers do not wait); a second configuration of one
@@ -108,6 +113,8 @@ pub struct PostgresStore {
     pool: Pool,
     /// Notified after each of this store's commits.
     changes: Arc<tokio::sync::Notify>,
+    /// Each commit's events, for the cluster relay (sent only while someone listens).
+    committed: tokio::sync::broadcast::Sender<Arc<Vec<palaver_core::event::Event>>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -115,6 +122,10 @@ impl std::fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore").finish_non_exhaustive()
     }
 }
+
+/// Commits whose events the cluster relay may fall behind by before it misses some (the other nodes then
+/// read them from the database).
+const COMMITTED_BUFFER: usize = 4096;
 
 /// Connections the pool keeps at most.
 const POOL_SIZE: usize = 16;
@@ -131,8 +142,14 @@ impl PostgresStore {
     ///
     /// # Errors
     /// [`Error::Storage`] when the URL is malformed, the database cannot be reached or a migration fails.
+    ///
+    /// A URL that picks a schema (`?options=-c%20search_path%3Dname`) gets that schema created when missing, so
+    /// several deployments (or tests) can share one database, a schema each.
     pub async fn open(url: &str) -> Result<Self> {
         let config: tokio_postgres::Config = url.parse().map_err(pg)?;
+        if let Some(schema) = config.get_options().and_then(search_path_schema) {
+            create_schema(&config, &schema).await?;
+        }
         Self::open_config(config).await
     }
 
@@ -149,12 +166,7 @@ impl PostgresStore {
             return Err(Error::Storage(format!("invalid schema name {schema:?}")));
         }
         let mut config: tokio_postgres::Config = url.parse().map_err(pg)?;
-        let (client, connection) = config.connect(NoTls).await.map_err(pg)?;
-        let driver = tokio::spawn(connection);
-        let created = client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await;
-        drop(client);
-        let _ = driver.await;
-        created.map_err(pg)?;
+        create_schema(&config, schema).await?;
         config.options(format!("-c search_path={schema}"));
         Self::open_config(config).await
     }
@@ -173,7 +185,11 @@ impl PostgresStore {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| Error::Storage(format!("cannot build the connection pool: {e}")))?;
-        let store = Self { pool, changes: Arc::new(tokio::sync::Notify::new()) };
+        let store = Self {
+            pool,
+            changes: Arc::new(tokio::sync::Notify::new()),
+            committed: tokio::sync::broadcast::channel(COMMITTED_BUFFER).0,
+        };
         store.apply_migrations().await?;
         Ok(store)
     }
@@ -214,6 +230,7 @@ impl PostgresStore {
             service: service.to_string(),
             pending: Vec::new(),
             changes: Some(Arc::clone(&self.changes)),
+            committed: Some(self.committed.clone()),
         })
     }
 
@@ -227,8 +244,39 @@ impl PostgresStore {
             service: String::new(),
             pending: Vec::new(),
             changes: None,
+            committed: None,
         })
     }
+}
+
+/// The schema named by connection options `-c search_path=name` (one plain lowercase name only: a list or a
+/// quoted name is left to the operator to create).
+fn search_path_schema(options: &str) -> Option<String> {
+    let value = options.split_once("search_path=")?.1.split_whitespace().next()?;
+    let plain = !value.is_empty()
+        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !value.as_bytes()[0].is_ascii_digit();
+    (plain && value != "public").then(|| value.to_string())
+}
+
+/// Creates `schema` (a plain name, checked by the caller) unless it exists.
+async fn create_schema(config: &tokio_postgres::Config, schema: &str) -> Result<()> {
+    let mut plain = config.clone();
+    // The schema does not exist yet: connect without selecting it.
+    plain.options("");
+    let (client, connection) = plain.connect(NoTls).await.map_err(pg)?;
+    let driver = tokio::spawn(connection);
+    let mut created = client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await.map_err(pg);
+    if created.is_err() {
+        // Two nodes starting together race on the catalog: the loser's failure is fine if the schema is there.
+        let exists = client.query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema]).await;
+        if matches!(exists, Ok(Some(_))) {
+            created = Ok(());
+        }
+    }
+    drop(client);
+    let _ = driver.await;
+    created
 }
 
 /// A driver error as a storage failure.
@@ -246,7 +294,7 @@ pub(crate) type Param = Box<dyn ToSql + Sync + Send>;
 struct Pending {
     stream: String,
     seq: i64,
-    kind: &'static str,
+    kind: palaver_core::event::EventKind,
     subject: String,
     data: String,
     at: i64,
@@ -264,6 +312,8 @@ pub(crate) struct Tx {
     pending: Vec<Pending>,
     /// `Some` for writes: notified after the commit.
     changes: Option<Arc<tokio::sync::Notify>>,
+    /// `Some` for writes: told the committed events.
+    committed: Option<tokio::sync::broadcast::Sender<Arc<Vec<palaver_core::event::Event>>>>,
 }
 
 impl Drop for Tx {
@@ -340,7 +390,7 @@ impl Tx {
         self.pending.push(Pending {
             stream: stream.to_string(),
             seq,
-            kind: kind.as_str(),
+            kind,
             subject: subject.to_string(),
             data,
             at: rows::ms(at),
@@ -365,11 +415,12 @@ impl Tx {
         };
         let committed = self.commit().await;
         match committed {
-            Ok(()) => {
+            Ok(ids) => {
                 drop(self.conn.take());
                 if let Some(changes) = &self.changes {
                     changes.notify_one();
                 }
+                self.tell_committed(ids);
                 Ok(value)
             }
             // The connection is discarded by `Drop`, which ends whatever is left of the transaction.
@@ -377,24 +428,27 @@ impl Tx {
         }
     }
 
-    async fn commit(&mut self) -> Result<()> {
+    /// Commits, inserting the buffered events first; returns their log ids, in order.
+    async fn commit(&mut self) -> Result<Vec<i64>> {
+        let mut ids = Vec::with_capacity(self.pending.len());
         if !self.pending.is_empty() {
             self.execute(LOG_LOCK, &[&LOCK_NAMESPACE]).await?;
             let insert = self
                 .statement(
                     "INSERT INTO events(stream, seq, kind, subject, data, at, service_sid, source, client_identity, \
-                     webhooks) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     webhooks) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
                 )
                 .await?;
             let source = self.origin.source.as_str();
             for e in &self.pending {
-                self.conn()
-                    .execute(
+                let row = self
+                    .conn()
+                    .query_one(
                         &insert,
                         &[
                             &e.stream,
                             &e.seq,
-                            &e.kind,
+                            &e.kind.as_str(),
                             &e.subject,
                             &e.data,
                             &e.at,
@@ -406,8 +460,34 @@ impl Tx {
                     )
                     .await
                     .map_err(pg)?;
+                ids.push(row.try_get(0).map_err(pg)?);
             }
         }
-        self.conn().batch_execute("COMMIT").await.map_err(|e| Error::Storage(format!("commit failed: {e}")))
+        self.conn().batch_execute("COMMIT").await.map_err(|e| Error::Storage(format!("commit failed: {e}")))?;
+        Ok(ids)
+    }
+
+    /// Hands the committed events to the cluster relay, when one listens.
+    fn tell_committed(&mut self, ids: Vec<i64>) {
+        let Some(committed) = &self.committed else { return };
+        if ids.is_empty() || committed.receiver_count() == 0 {
+            return;
+        }
+        let events = std::mem::take(&mut self.pending)
+            .into_iter()
+            .zip(ids)
+            .map(|(e, id)| palaver_core::event::Event {
+                id,
+                data: serde_json::from_str(&e.data).unwrap_or(serde_json::Value::Null),
+                stream: e.stream,
+                seq: e.seq,
+                kind: e.kind,
+                subject: e.subject,
+                at: palaver_core::clock::from_unix_millis(e.at),
+                service_sid: e.service,
+                origin: self.origin.clone(),
+            })
+            .collect();
+        let _ = committed.send(Arc::new(events));
     }
 }

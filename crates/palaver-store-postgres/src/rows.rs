@@ -21,6 +21,12 @@ pub(crate) fn opt_ms(t: Option<OffsetDateTime>) -> Option<i64> {
     t.map(unix_millis)
 }
 
+/// When an outbox claim made at `now` for `lease` ends, as stored (saturating: a lease too long to store
+/// simply never ends).
+pub(crate) fn lease_end(now: OffsetDateTime, lease: std::time::Duration) -> i64 {
+    ms(now).saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Column `i` of `row`, as a storage error when its type does not match.
 pub(crate) fn get<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
     row.try_get(i).map_err(pg)

@@ -2,6 +2,7 @@
 //! steps as the SQLite store, and finishes it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use palaver_api::sid::{
@@ -33,6 +34,10 @@ fn sid_error(e: palaver_api::sid::SidError) -> Error {
 impl Store for PostgresStore {
     fn changes(&self) -> Arc<tokio::sync::Notify> {
         Arc::clone(&self.changes)
+    }
+
+    fn committed_here(&self) -> Option<tokio::sync::broadcast::Receiver<Arc<Vec<Event>>>> {
+        Some(self.committed.subscribe())
     }
 
     async fn check_writable(&self) -> Result<()> {
@@ -1637,9 +1642,23 @@ impl Store for PostgresStore {
         tx.finish(r).await
     }
 
-    async fn enqueue_webhooks(&self, deliveries: Vec<NewDelivery>, cursor: i64, now: OffsetDateTime) -> Result<()> {
+    async fn enqueue_webhooks(
+        &self,
+        deliveries: Vec<NewDelivery>,
+        from: i64,
+        to: i64,
+        now: OffsetDateTime,
+    ) -> Result<i64> {
         let tx = self.write(&Origin::system(), "").await?;
         let r = async {
+            // The cursor row's lock orders planners of every node: the one that waited reads the cursor its
+            // predecessor committed (a READ COMMITTED `FOR UPDATE` returns the newest version), and sees
+            // that its range is planned already.
+            let stored: i64 =
+                get(&tx.query_one("SELECT log_id FROM webhook_cursor WHERE id = 1 FOR UPDATE", &[]).await?, 0)?;
+            if stored > from {
+                return Ok(stored);
+            }
             for delivery in &deliveries {
                 tx.execute(
                     "INSERT INTO webhook_outbox(event_id, url, method, params, next_attempt) VALUES ($1, $2, $3, $4, $5)",
@@ -1653,21 +1672,31 @@ impl Store for PostgresStore {
                 )
                 .await?;
             }
-            tx.execute("UPDATE webhook_cursor SET log_id = GREATEST(log_id, $1) WHERE id = 1", &[&cursor]).await?;
-            Ok(())
+            let moved = stored.max(to);
+            tx.execute("UPDATE webhook_cursor SET log_id = $1 WHERE id = 1", &[&moved]).await?;
+            Ok(moved)
         }
         .await;
         tx.finish(r).await
     }
 
-    async fn due_webhooks(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<Delivery>> {
-        // A write transaction: the scan locks the entries it returns, and a concurrent scan skips them.
+    async fn due_webhooks(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> Result<Vec<Delivery>> {
+        // One statement claims: it locks the due entries, skipping those a concurrent claim holds, and moves
+        // them to the lease's end. An entry whose claim committed after this statement's snapshot is locked,
+        // re-checked in its newest version (READ COMMITTED does so for locked rows) and left out, since it is
+        // no longer due. The CTE is materialised so that the locking scan runs once; the outer query restores
+        // the oldest-first order that `RETURNING` does not keep.
         let tx = self.write(&Origin::system(), "").await?;
         let r = async {
             tx.query(
-                "SELECT id, event_id, url, method, params, attempts FROM webhook_outbox \
-                 WHERE NOT dead AND next_attempt <= $1 ORDER BY next_attempt, id LIMIT $2 FOR UPDATE SKIP LOCKED",
-                &[&ms(now), &i64::from(limit)],
+                "WITH due AS MATERIALIZED ( \
+                     SELECT id, next_attempt FROM webhook_outbox WHERE NOT dead AND next_attempt <= $1 \
+                     ORDER BY next_attempt, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
+                 claimed AS ( \
+                     UPDATE webhook_outbox o SET next_attempt = $3 FROM due WHERE o.id = due.id \
+                     RETURNING o.id, o.event_id, o.url, o.method, o.params, o.attempts, due.next_attempt AS was_due) \
+                 SELECT id, event_id, url, method, params, attempts FROM claimed ORDER BY was_due, id",
+                &[&ms(now), &i64::from(limit), &lease_end(now, lease)],
             )
             .await?
             .iter()
@@ -1712,11 +1741,13 @@ impl Store for PostgresStore {
         &self,
         channels: &[BindingKind],
         now: OffsetDateTime,
+        lease: Duration,
         limit: u32,
     ) -> Result<Vec<ChannelJob>> {
-        // A write transaction: the scan locks the receipts it returns, and a concurrent scan skips them.
+        // A write transaction: the scan locks the receipts it claims (a concurrent claim skips them) until
+        // their lease is committed.
         let tx = self.write(&Origin::system(), "").await?;
-        let r = channels::due_jobs(&tx, channels, now, limit).await;
+        let r = channels::claim_due_jobs(&tx, channels, now, lease_end(now, lease), limit).await;
         tx.finish(r).await
     }
 

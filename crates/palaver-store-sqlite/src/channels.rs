@@ -82,12 +82,40 @@ fn channel_list(channels: &[BindingKind]) -> String {
     channels.iter().map(|c| format!("'{}'", c.as_str())).collect::<Vec<_>>().join(",")
 }
 
-pub(crate) fn due_jobs(
+/// Whether any queued receipt on `channels` is due at `now`.
+pub(crate) fn any_due(tx: &Connection, channels: &[BindingKind], now: OffsetDateTime) -> Result<bool> {
+    if channels.is_empty() {
+        return Ok(false);
+    }
+    let sql = format!(
+        "SELECT EXISTS(SELECT 1 FROM delivery_receipts WHERE next_attempt IS NOT NULL AND next_attempt <= ?1 \
+         AND channel IN ({}))",
+        channel_list(channels)
+    );
+    tx.query_row_cached(&sql, params![ms(now)], |r| r.get(0)).map_err(storage)
+}
+
+/// Claims the due receipts with what sending needs: each one returned is due again only at `lease_end`
+/// (Unix ms). Runs on the writer thread, so no other claim comes between the scan and the move.
+pub(crate) fn claim_due_jobs(
     tx: &Connection,
     channels: &[BindingKind],
     now: OffsetDateTime,
+    lease_end: i64,
     limit: u32,
 ) -> Result<Vec<ChannelJob>> {
+    let jobs = due_jobs(tx, channels, now, limit)?;
+    for job in &jobs {
+        tx.execute_cached(
+            "UPDATE delivery_receipts SET next_attempt = ?1 WHERE sid = ?2",
+            params![lease_end, job.receipt_sid.as_str()],
+        )
+        .map_err(storage)?;
+    }
+    Ok(jobs)
+}
+
+fn due_jobs(tx: &Connection, channels: &[BindingKind], now: OffsetDateTime, limit: u32) -> Result<Vec<ChannelJob>> {
     if channels.is_empty() {
         return Ok(Vec::new());
     }

@@ -7,6 +7,12 @@
 //! `synchronous=FULL` — and only then answers the callers. Under load this turns hundreds of fsyncs into one;
 //! alone, a write still commits immediately. Reads use a small pool of connections on tokio's blocking pool
 //! and never wait behind writes (WAL).
+//!
+//! The outboxes keep the port's cluster semantics although one process owns the file: a claim of due jobs
+//! (`due_webhooks`, `due_channel_jobs`) is a write that moves each job's next attempt to the lease's end,
+//! and `enqueue_webhooks` compares and sets the cursor, both inside one write, which nothing interleaves
+//! with. Most claims find nothing due, so a read checks that first and only a claim with work queues a
+//! write.
 
 mod channels;
 mod media;
@@ -15,6 +21,7 @@ mod schema;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use palaver_api::sid::{
@@ -2573,8 +2580,22 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn enqueue_webhooks(&self, deliveries: Vec<NewDelivery>, cursor: i64, now: OffsetDateTime) -> Result<()> {
+    async fn enqueue_webhooks(
+        &self,
+        deliveries: Vec<NewDelivery>,
+        from: i64,
+        to: i64,
+        now: OffsetDateTime,
+    ) -> Result<i64> {
+        // The writer thread runs one write at a time, so reading the cursor and moving it here is a
+        // compare-and-set: no other planner's write can come between.
         self.write(move |tx| {
+            let stored: i64 = tx
+                .query_row_cached("SELECT log_id FROM webhook_cursor WHERE id = 1", [], |r| r.get(0))
+                .map_err(storage)?;
+            if stored > from {
+                return Ok(stored);
+            }
             for delivery in &deliveries {
                 tx.execute_cached(
                     "INSERT INTO webhook_outbox(event_id, url, method, params, next_attempt) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -2588,15 +2609,32 @@ impl Store for SqliteStore {
                 )
                 .map_err(storage)?;
             }
-            tx.execute_cached("UPDATE webhook_cursor SET log_id = MAX(log_id, ?1) WHERE id = 1", params![cursor])
-                .map_err(storage)?;
-            Ok(())
+            let moved = stored.max(to);
+            tx.execute_cached("UPDATE webhook_cursor SET log_id = ?1 WHERE id = 1", params![moved]).map_err(storage)?;
+            Ok(moved)
         })
         .await
     }
 
-    async fn due_webhooks(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<Delivery>> {
-        self.read(move |tx| {
+    async fn due_webhooks(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> Result<Vec<Delivery>> {
+        // Most rounds find nothing due: a read says so without queueing a write behind the others.
+        let any_due = self
+            .read(move |tx| {
+                tx.query_row_cached(
+                    "SELECT EXISTS(SELECT 1 FROM webhook_outbox WHERE dead = 0 AND next_attempt <= ?1)",
+                    params![ms(now)],
+                    |r| r.get::<_, bool>(0),
+                )
+                .map_err(storage)
+            })
+            .await?;
+        if !any_due {
+            return Ok(Vec::new());
+        }
+        // The claim is a write: the writer thread runs one at a time, so the scan and the move of the lease are
+        // one step that no other claim can interleave with.
+        let lease_end = lease_end(now, lease);
+        self.write(move |tx| {
             let mut stmt = tx
                 .prepare_cached(
                     "SELECT id, event_id, url, method, params, attempts FROM webhook_outbox \
@@ -2617,6 +2655,10 @@ impl Store for SqliteStore {
                 .map_err(storage)?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(storage)?;
+            for (id, ..) in &rows {
+                tx.execute_cached("UPDATE webhook_outbox SET next_attempt = ?1 WHERE id = ?2", params![lease_end, id])
+                    .map_err(storage)?;
+            }
             rows.into_iter()
                 .map(|(id, event_id, url, method, params, attempts)| {
                     Ok(Delivery {
@@ -2670,10 +2712,17 @@ impl Store for SqliteStore {
         &self,
         channels: &[BindingKind],
         now: OffsetDateTime,
+        lease: Duration,
         limit: u32,
     ) -> Result<Vec<ChannelJob>> {
         let channels = channels.to_vec();
-        self.read(move |tx| channels::due_jobs(tx, &channels, now, limit)).await
+        // As for webhooks: a read first, since most rounds find nothing due, then the claim as one write.
+        let probe = channels.clone();
+        if !self.read(move |tx| channels::any_due(tx, &probe, now)).await? {
+            return Ok(Vec::new());
+        }
+        let lease_end = lease_end(now, lease);
+        self.write(move |tx| channels::claim_due_jobs(tx, &channels, now, lease_end, limit)).await
     }
 
     async fn next_channel_job_due(&self, channels: &[BindingKind]) -> Result<Option<OffsetDateTime>> {

@@ -16,6 +16,12 @@ pub(crate) fn opt_ms(t: Option<OffsetDateTime>) -> Option<i64> {
     t.map(unix_millis)
 }
 
+/// When an outbox claim made at `now` for `lease` ends, as stored (saturating: a lease too long to store
+/// simply never ends).
+pub(crate) fn lease_end(now: OffsetDateTime, lease: std::time::Duration) -> i64 {
+    ms(now).saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+}
+
 fn conversion_error(column: usize, message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, message.into())
 }

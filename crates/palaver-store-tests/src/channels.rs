@@ -1,7 +1,10 @@
 //! The channel outbox, as the channel dispatcher (`palaver_server::channels`) uses it: `add_message` queues a
-//! receipt per non-chat recipient; the dispatcher reads due receipts with what sending needs, and records each
-//! outcome with `update_delivery` (a retry time, or a status that never moves backwards). Also inbound
-//! routing by binding and address configurations.
+//! receipt per non-chat recipient; the dispatcher claims due receipts for a lease, with what sending needs,
+//! and records each outcome with `update_delivery` (a retry time, or a status that never moves backwards).
+//! Several nodes' dispatchers claim at once. Also inbound routing by binding and address configurations.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use palaver_api::sid::AddressConfigurationSid;
 use palaver_core::channel::{
@@ -78,11 +81,24 @@ pub async fn messages_queue_a_receipt_per_non_chat_recipient(factory: &dyn Store
     let one = world.store.get_receipt(&world.service, &conv, &mixed.message.sid, &receipts[0].sid).await.unwrap();
     assert_eq!(one, receipts[0]);
 
-    let jobs = world.store.due_channel_jobs(&ALL, T0, 10).await.unwrap();
+    // Only once due, and only on the channels asked for.
+    assert!(world.store.due_channel_jobs(&[], T0, LEASE, 10).await.unwrap().is_empty());
+    assert!(world.store.due_channel_jobs(&[BindingKind::Whatsapp], T0, LEASE, 10).await.unwrap().is_empty());
+    assert!(world.store.due_channel_jobs(&ALL, at(-1), LEASE, 10).await.unwrap().is_empty());
+    assert_eq!(world.store.next_channel_job_due(&[BindingKind::Email]).await.unwrap(), Some(T0));
+    assert_eq!(world.store.next_channel_job_due(&[BindingKind::Whatsapp]).await.unwrap(), None);
+    let sms_only = world.store.due_channel_jobs(&[BindingKind::Sms], T0, LEASE, 10).await.unwrap();
+    assert_eq!(sms_only.iter().map(|j| j.channel).collect::<Vec<_>>(), [BindingKind::Sms]);
+    let rest = world.store.due_channel_jobs(&ALL, T0, LEASE, 10).await.unwrap();
+    assert_eq!(rest.iter().map(|j| j.channel).collect::<Vec<_>>(), [BindingKind::Email], "the SMS one is claimed");
+
+    // Once their leases have ended: both, oldest first, at most `limit`, with what sending needs.
+    let jobs = world.store.due_channel_jobs(&ALL, T0 + LEASE, LEASE, 10).await.unwrap();
     assert_eq!(
         jobs.iter().map(|j| j.receipt_sid.clone()).collect::<Vec<_>>(),
         [receipts[0].sid.clone(), receipts[1].sid.clone()]
     );
+    assert_eq!(world.store.due_channel_jobs(&ALL, T0 + 2 * LEASE, LEASE, 1).await.unwrap().len(), 1);
     let sms = &jobs[0];
     assert_eq!(
         (sms.channel, sms.to.as_str(), sms.proxy_address.as_deref()),
@@ -94,16 +110,6 @@ pub async fn messages_queue_a_receipt_per_non_chat_recipient(factory: &dyn Store
     assert_eq!((email.channel, email.to.as_str()), (BindingKind::Email, "ann@mail.example"));
     assert_eq!(email.conversation_email, Some(("help@shop.example".to_string(), Some("Shop".to_string()))));
     assert_eq!(email.conversation_name.as_deref(), Some("Orders"));
-
-    // Filtered by channel, limited, and only once due.
-    let sms_only = world.store.due_channel_jobs(&[BindingKind::Sms], T0, 10).await.unwrap();
-    assert_eq!(sms_only.iter().map(|j| j.channel).collect::<Vec<_>>(), [BindingKind::Sms]);
-    assert_eq!(world.store.due_channel_jobs(&ALL, T0, 1).await.unwrap().len(), 1);
-    assert!(world.store.due_channel_jobs(&[], T0, 10).await.unwrap().is_empty());
-    assert!(world.store.due_channel_jobs(&[BindingKind::Whatsapp], T0, 10).await.unwrap().is_empty());
-    assert!(world.store.due_channel_jobs(&ALL, at(-1), 10).await.unwrap().is_empty());
-    assert_eq!(world.store.next_channel_job_due(&[BindingKind::Email]).await.unwrap(), Some(T0));
-    assert_eq!(world.store.next_channel_job_due(&[BindingKind::Whatsapp]).await.unwrap(), None);
 
     // The author gets no receipt of its own message; chat-only conversations get none at all.
     let from_sms = world
@@ -133,7 +139,7 @@ pub async fn channel_jobs_are_rescheduled(factory: &dyn StoreFactory) {
     let updated = world.store.update_delivery(&ReceiptRef::Sid(receipt.sid.clone()), retry).await.unwrap().unwrap();
     assert_eq!(updated.status, DeliveryStatus::Queued);
     assert_eq!(world.log_position().await, position, "no status change, no event");
-    let due_now = world.store.due_channel_jobs(&[BindingKind::Sms], at(29), 10).await.unwrap();
+    let due_now = world.store.due_channel_jobs(&[BindingKind::Sms], at(29), LEASE, 10).await.unwrap();
     assert!(due_now.is_empty(), "not before its retry time");
     assert_eq!(world.store.next_channel_job_due(&[BindingKind::Sms]).await.unwrap(), Some(at(30)));
     assert_eq!(
@@ -141,9 +147,87 @@ pub async fn channel_jobs_are_rescheduled(factory: &dyn StoreFactory) {
         Some(T0),
         "the earliest of all: the email still waits"
     );
-    let due = world.store.due_channel_jobs(&[BindingKind::Sms], at(30), 10).await.unwrap();
+    let due = world.store.due_channel_jobs(&[BindingKind::Sms], at(30), LEASE, 10).await.unwrap();
     assert_eq!((due.len(), due[0].attempts), (1, 1));
     assert_eq!(due[0].receipt_sid, receipt.sid);
+}
+
+/// A claim hands each due receipt out for a lease, still queued: a second claim at the same time (another
+/// node's) gets nothing, and the receipt is due again when the lease ends (its sender may have died). A
+/// recorded outcome ends the lease: a sent receipt is no longer due, a failed attempt is due at its retry time.
+pub async fn channel_jobs_are_claimed_for_a_lease(factory: &dyn StoreFactory) {
+    let world = world(factory).await;
+    let mixed = mixed(&world).await;
+    let sids =
+        |jobs: &[palaver_core::channel::ChannelJob]| jobs.iter().map(|j| j.receipt_sid.clone()).collect::<Vec<_>>();
+    let claimed = world.store.due_channel_jobs(&ALL, T0, LEASE, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert!(world.store.due_channel_jobs(&ALL, T0, LEASE, 10).await.unwrap().is_empty(), "a second claim gets nothing");
+    assert_eq!(world.store.next_channel_job_due(&ALL).await.unwrap(), Some(T0 + LEASE), "due when the lease ends");
+    let just_before = T0 + LEASE - std::time::Duration::from_millis(1);
+    assert!(world.store.due_channel_jobs(&ALL, just_before, LEASE, 10).await.unwrap().is_empty());
+    for participant in [&mixed.sms, &mixed.email] {
+        assert_eq!(
+            receipt_of(&world, &mixed, participant).await.status,
+            DeliveryStatus::Queued,
+            "claimed, still queued"
+        );
+    }
+
+    let again = world.store.due_channel_jobs(&ALL, T0 + LEASE, LEASE, 10).await.unwrap();
+    assert_eq!(sids(&again), sids(&claimed), "taken over when the lease ends");
+    assert!(again.iter().all(|j| j.attempts == 0), "a lost claim is not a failed attempt");
+    let (sms, email) = (&again[0], &again[1]);
+    let sent =
+        DeliveryUpdate { channel_message_sid: Some("SM0001".into()), ..update(DeliveryStatus::Sent, T0 + LEASE) };
+    world.store.update_delivery(&ReceiptRef::Sid(sms.receipt_sid.clone()), sent).await.unwrap();
+    let retry_at = T0 + LEASE + std::time::Duration::from_secs(5);
+    let retry = DeliveryUpdate {
+        retry_at: Some(retry_at),
+        last_error: Some("gateway timeout".into()),
+        ..update(DeliveryStatus::Queued, T0 + LEASE)
+    };
+    world.store.update_delivery(&ReceiptRef::Sid(email.receipt_sid.clone()), retry).await.unwrap();
+    assert_eq!(world.store.next_channel_job_due(&ALL).await.unwrap(), Some(retry_at), "the retry replaces the lease");
+    let retried = world.store.due_channel_jobs(&ALL, retry_at, LEASE, 10).await.unwrap();
+    assert_eq!(
+        retried.iter().map(|j| (j.receipt_sid.clone(), j.attempts)).collect::<Vec<_>>(),
+        [(email.receipt_sid.clone(), 1)]
+    );
+    let later = world.store.due_channel_jobs(&ALL, at(100_000), LEASE, 10).await.unwrap();
+    assert_eq!(sids(&later), [email.receipt_sid.clone()], "the sent receipt never again");
+}
+
+/// Claims made at once, as the dispatchers of several nodes make them, hand each due receipt to exactly one
+/// claimer: the claimers' sets are disjoint and together hold every receipt.
+pub async fn concurrent_claims_hand_each_receipt_to_one_claimer(factory: &dyn StoreFactory) {
+    const MESSAGES: usize = 10;
+    const CLAIMERS: usize = 6;
+    let world = world(factory).await;
+    let mixed = mixed(&world).await;
+    for i in 1..MESSAGES {
+        world
+            .send(&mixed.conversation, NewMessage { author: "alice".into(), ..new_message(&format!("m{i}")) })
+            .await
+            .unwrap();
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(CLAIMERS));
+    let claimers: Vec<_> = (0..CLAIMERS)
+        .map(|_| {
+            let (store, start) = (Arc::clone(&world.store), Arc::clone(&start));
+            tokio::spawn(async move {
+                start.wait().await;
+                store.due_channel_jobs(&ALL, T0, LEASE, 2 * MESSAGES as u32).await.unwrap()
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for claimer in claimers {
+        claimed.extend(claimer.await.unwrap().into_iter().map(|j| j.receipt_sid));
+    }
+    let distinct: BTreeSet<_> = claimed.iter().cloned().collect();
+    assert_eq!((claimed.len(), distinct.len()), (2 * MESSAGES, 2 * MESSAGES), "each receipt claimed once");
+    assert!(world.store.due_channel_jobs(&ALL, T0, LEASE, 100).await.unwrap().is_empty());
 }
 
 /// A recorded outcome moves the receipt and the message's counts, appends `delivery.updated`, and ends the
@@ -160,7 +244,7 @@ pub async fn delivery_updates_move_receipts_and_message_counts(factory: &dyn Sto
         (DeliveryStatus::Sent, Some("SM0001"), at(2))
     );
     assert_eq!(receipt_of(&world, &mixed, &mixed.sms).await, updated);
-    let jobs = world.store.due_channel_jobs(&ALL, at(1_000), 10).await.unwrap();
+    let jobs = world.store.due_channel_jobs(&ALL, at(1_000), LEASE, 10).await.unwrap();
     assert_eq!(
         jobs.iter().map(|j| j.channel).collect::<Vec<_>>(),
         [BindingKind::Email],
@@ -192,7 +276,7 @@ pub async fn delivery_updates_move_receipts_and_message_counts(factory: &dyn Sto
     let failed = DeliveryUpdate { error_code: Some(30003), ..update(DeliveryStatus::Failed, at(4)) };
     let failed = world.store.update_delivery(&ReceiptRef::Sid(email.sid), failed).await.unwrap().unwrap();
     assert_eq!((failed.status, failed.error_code), (DeliveryStatus::Failed, Some(30003)));
-    assert!(world.store.due_channel_jobs(&ALL, at(1_000), 10).await.unwrap().is_empty());
+    assert!(world.store.due_channel_jobs(&ALL, at(1_000), LEASE, 10).await.unwrap().is_empty());
     assert_eq!(world.store.next_channel_job_due(&ALL).await.unwrap(), None);
     let message =
         world.store.get_message(&world.service, &by_sid(&mixed.conversation), &mixed.message.sid).await.unwrap();
@@ -228,7 +312,7 @@ pub async fn a_receipt_status_never_moves_backwards(factory: &dyn StoreFactory) 
     assert_eq!(world.log_position().await, position);
     let back_to_queue = world.store.update_delivery(&by, update(DeliveryStatus::Queued, at(3))).await.unwrap().unwrap();
     assert_eq!(back_to_queue.status, DeliveryStatus::Delivered);
-    assert!(world.store.due_channel_jobs(&[BindingKind::Email], at(1_000), 10).await.unwrap().is_empty());
+    assert!(world.store.due_channel_jobs(&[BindingKind::Email], at(1_000), LEASE, 10).await.unwrap().is_empty());
     let read = world.store.update_delivery(&by, update(DeliveryStatus::Read, at(4))).await.unwrap().unwrap();
     assert_eq!(read.status, DeliveryStatus::Read, "forward moves still apply");
 }
@@ -242,7 +326,7 @@ pub async fn a_leaving_participants_queued_receipts_fail(factory: &dyn StoreFact
         .remove_participant(&world.service, &by_sid(&mixed.conversation), &participant_ref(&mixed.sms), at(1), &api())
         .await
         .unwrap();
-    let jobs = world.store.due_channel_jobs(&ALL, at(1_000), 10).await.unwrap();
+    let jobs = world.store.due_channel_jobs(&ALL, at(1_000), LEASE, 10).await.unwrap();
     assert_eq!(jobs.iter().map(|j| j.channel).collect::<Vec<_>>(), [BindingKind::Email]);
     assert_eq!(receipt_of(&world, &mixed, &mixed.sms).await.status, DeliveryStatus::Failed);
     let message =

@@ -21,6 +21,9 @@ use crate::StoreFactory;
 /// The time every behaviour starts at.
 pub(crate) const T0: OffsetDateTime = time::macros::datetime!(2030-01-01 00:00 UTC);
 
+/// What the behaviours claim outbox jobs for (the dispatchers' lease, as they pass it).
+pub(crate) const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// `secs` seconds after [`T0`].
 pub(crate) fn at(secs: i64) -> OffsetDateTime {
     T0 + time::Duration::seconds(secs)

@@ -20,8 +20,10 @@
 //! - [`messages`]: indices never reused (across restarts too), idempotency keys, exact unread counts;
 //! - [`paging`]: keyset pages that never skip or repeat under concurrent inserts, in both directions;
 //! - [`timers`]: due timers as the scheduler applies them;
-//! - [`webhooks`]: settings and the webhook outbox with its cursor;
-//! - [`channels`]: the channel outbox (delivery receipts), inbound routing, address configurations;
+//! - [`webhooks`]: settings and the webhook outbox with its cursor: planners racing over one log plan each
+//!   event once, claims hand each entry out once for a lease;
+//! - [`channels`]: the channel outbox (delivery receipts), claimed for a lease as webhooks are, inbound
+//!   routing, address configurations;
 //! - [`media`]: uploads attached once to a message, in its transaction;
 //! - [`concurrency`]: concurrent writes, failures that stay alone, rules under races.
 //!
@@ -181,7 +183,11 @@ macro_rules! store_conformance_tests {
                 webhook_settings_round_trip,
                 conversation_webhooks_are_limited_listed_and_deleted,
                 enqueuing_webhooks_moves_the_cursor,
+                a_batch_from_a_stale_cursor_adds_nothing,
+                racing_planners_plan_each_event_once,
                 due_webhooks_come_at_their_time_oldest_first,
+                claimed_webhooks_are_leased,
+                concurrent_claims_hand_each_webhook_to_one_claimer,
                 failed_webhooks_are_retried_then_given_up,
                 delivered_webhooks_leave_the_outbox,
                 the_webhook_outbox_survives_a_restart,
@@ -189,6 +195,8 @@ macro_rules! store_conformance_tests {
             channels: [
                 messages_queue_a_receipt_per_non_chat_recipient,
                 channel_jobs_are_rescheduled,
+                channel_jobs_are_claimed_for_a_lease,
+                concurrent_claims_hand_each_receipt_to_one_claimer,
                 delivery_updates_move_receipts_and_message_counts,
                 a_receipt_status_never_moves_backwards,
                 a_leaving_participants_queued_receipts_fail,

@@ -142,7 +142,7 @@ pub async fn channel_jobs_carry_their_messages_media(factory: &dyn StoreFactory)
         .unwrap();
     let picture = world.store.create_media(upload(&world.service, "pic.png", 100)).await.unwrap();
     world.send(&conversation, with_media(&[&picture])).await.unwrap();
-    let jobs = world.store.due_channel_jobs(&[BindingKind::Whatsapp], T0, 10).await.unwrap();
+    let jobs = world.store.due_channel_jobs(&[BindingKind::Whatsapp], T0, LEASE, 10).await.unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].media, [picture.descriptor()]);
 }

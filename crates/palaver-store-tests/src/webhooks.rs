@@ -1,13 +1,16 @@
 //! Webhook settings and the webhook outbox, as the dispatcher (`palaver_server::webhooks`) uses them: it plans
-//! the log after a durable cursor into the outbox (moving the cursor in the same write), sends due entries,
-//! deletes an entry after a 2xx answer and reschedules it otherwise, until it gives up on it.
+//! the log after a durable cursor into the outbox (moving the cursor in the same write, only if no other
+//! planner moved it first), claims due entries for a lease, deletes an entry after a 2xx answer and
+//! reschedules it otherwise, until it gives up on it. Several nodes' dispatchers do all this at once.
+
+use std::sync::Arc;
 
 use palaver_api::sid::WebhookSid;
 use palaver_core::error::{Error, Limit};
 use palaver_core::model::Conversation;
 use palaver_core::webhook::{
-    ConversationWebhook, ConversationWebhookPatch, HookMethod, MAX_SCOPED_WEBHOOKS, NewDelivery, ScopedTarget,
-    WebhookEventType, WebhookScope, WebhookSettingsPatch,
+    ConversationWebhook, ConversationWebhookPatch, Delivery, HookMethod, MAX_SCOPED_WEBHOOKS, NewDelivery,
+    ScopedTarget, WebhookEventType, WebhookScope, WebhookSettingsPatch,
 };
 
 use crate::StoreFactory;
@@ -20,6 +23,11 @@ fn delivery(event_id: i64, url: &str) -> NewDelivery {
         method: HookMethod::Post,
         params: vec![("EventType".into(), "onMessageAdded".into()), ("Body".into(), format!("for {url}"))],
     }
+}
+
+/// What `due` asks to send, in order.
+fn requests(due: &[Delivery]) -> Vec<NewDelivery> {
+    due.iter().map(|d| d.request.clone()).collect()
 }
 
 fn scoped(conversation: &Conversation, url: &str) -> ConversationWebhook {
@@ -156,37 +164,148 @@ pub async fn conversation_webhooks_are_limited_listed_and_deleted(factory: &dyn 
 pub async fn enqueuing_webhooks_moves_the_cursor(factory: &dyn StoreFactory) {
     let world = world(factory).await;
     assert_eq!(world.store.webhook_cursor().await.unwrap(), 0);
-    assert!(world.store.due_webhooks(at(1_000), 10).await.unwrap().is_empty());
+    assert!(world.store.due_webhooks(at(1_000), LEASE, 10).await.unwrap().is_empty());
     assert_eq!(world.store.next_webhook_due().await.unwrap(), None);
 
     let planned = vec![delivery(3, "https://a.example/"), delivery(7, "https://b.example/")];
-    world.store.enqueue_webhooks(planned.clone(), 7, T0).await.unwrap();
+    assert_eq!(world.store.enqueue_webhooks(planned.clone(), 0, 7, T0).await.unwrap(), 7);
     assert_eq!(world.store.webhook_cursor().await.unwrap(), 7);
-    let due = world.store.due_webhooks(T0, 10).await.unwrap();
-    assert_eq!(due.iter().map(|d| d.request.clone()).collect::<Vec<_>>(), planned, "stored as planned, in order");
+    assert_eq!(world.store.enqueue_webhooks(Vec::new(), 7, 9, at(1)).await.unwrap(), 9);
+    assert_eq!(world.store.webhook_cursor().await.unwrap(), 9);
+    let due = world.store.due_webhooks(T0, LEASE, 10).await.unwrap();
+    assert_eq!(requests(&due), planned, "stored as planned, in order");
     assert!(due.iter().all(|d| d.attempts == 0));
     assert!(due[0].id != due[1].id);
+    assert_eq!(world.store.due_webhooks(T0 + LEASE, LEASE, 10).await.unwrap(), due, "an empty batch adds nothing");
+}
 
-    world.store.enqueue_webhooks(Vec::new(), 9, at(1)).await.unwrap();
-    assert_eq!(world.store.webhook_cursor().await.unwrap(), 9);
-    assert_eq!(world.store.due_webhooks(at(1), 10).await.unwrap(), due, "an empty batch adds nothing");
+/// A batch offered from a cursor that another planner has moved past covers events planned already: it adds
+/// nothing, leaves the cursor, and answers with the stored cursor for the planner to go on from. A range
+/// offered twice (a planner retrying after a lost answer) is planned once.
+pub async fn a_batch_from_a_stale_cursor_adds_nothing(factory: &dyn StoreFactory) {
+    let world = world(factory).await;
+    let first = vec![delivery(1, "https://first.example/"), delivery(5, "https://first.example/")];
+    assert_eq!(world.store.enqueue_webhooks(first.clone(), 0, 5, T0).await.unwrap(), 5);
+    assert_eq!(world.store.enqueue_webhooks(first.clone(), 0, 5, T0).await.unwrap(), 5, "the range is planned");
+    // A second planner started from 0 too, and read further.
+    let second = vec![delivery(1, "https://second.example/"), delivery(8, "https://second.example/")];
+    assert_eq!(world.store.enqueue_webhooks(second, 0, 8, T0).await.unwrap(), 5, "answered with the stored cursor");
+    assert_eq!(world.store.enqueue_webhooks(Vec::new(), 0, 9, T0).await.unwrap(), 5, "empty batches too");
+    assert_eq!(world.store.webhook_cursor().await.unwrap(), 5);
+    assert_eq!(requests(&world.store.due_webhooks(T0, LEASE, 10).await.unwrap()), first, "only the first batch");
+
+    // Going on from the answer plans the rest.
+    let rest = vec![delivery(8, "https://second.example/")];
+    assert_eq!(world.store.enqueue_webhooks(rest.clone(), 5, 8, at(1)).await.unwrap(), 8);
+    assert_eq!(world.store.webhook_cursor().await.unwrap(), 8);
+    assert_eq!(requests(&world.store.due_webhooks(at(1), LEASE, 10).await.unwrap()), rest);
+}
+
+/// Planners racing over one log, as the dispatchers of several nodes do, each offering batches of its own
+/// size from the cursor it last saw and going on from the store's answer, plan every event exactly once.
+pub async fn racing_planners_plan_each_event_once(factory: &dyn StoreFactory) {
+    const EVENTS: i64 = 60;
+    const STEPS: [i64; 6] = [1, 2, 3, 5, 7, 11];
+    let world = world(factory).await;
+    let start = Arc::new(tokio::sync::Barrier::new(STEPS.len()));
+    let planners: Vec<_> = STEPS
+        .into_iter()
+        .map(|step| {
+            let (store, start) = (Arc::clone(&world.store), Arc::clone(&start));
+            tokio::spawn(async move {
+                let mut saved = store.webhook_cursor().await.unwrap();
+                start.wait().await;
+                while saved < EVENTS {
+                    let to = (saved + step).min(EVENTS);
+                    let url = format!("https://planner-{step}.example/");
+                    let batch = (saved + 1..=to).map(|event| delivery(event, &url)).collect();
+                    let stored = store.enqueue_webhooks(batch, saved, to, T0).await.unwrap();
+                    assert!(stored > saved, "the cursor moves on, by this planner or another");
+                    saved = stored;
+                }
+            })
+        })
+        .collect();
+    for planner in planners {
+        planner.await.unwrap();
+    }
+    assert_eq!(world.store.webhook_cursor().await.unwrap(), EVENTS);
+    let due = world.store.due_webhooks(T0, LEASE, 10 * EVENTS as u32).await.unwrap();
+    let mut events: Vec<i64> = due.iter().map(|d| d.request.event_id).collect();
+    events.sort_unstable();
+    assert_eq!(events, (1..=EVENTS).collect::<Vec<_>>(), "every event planned once, none skipped");
 }
 
 /// Entries are due from the time they were enqueued (or rescheduled) for, oldest first, at most `limit`.
 pub async fn due_webhooks_come_at_their_time_oldest_first(factory: &dyn StoreFactory) {
     let world = world(factory).await;
-    world.store.enqueue_webhooks(vec![delivery(2, "https://late.example/")], 2, at(10)).await.unwrap();
-    world.store.enqueue_webhooks(vec![delivery(1, "https://early.example/")], 2, at(5)).await.unwrap();
+    world.store.enqueue_webhooks(vec![delivery(1, "https://late.example/")], 0, 1, at(10)).await.unwrap();
+    world.store.enqueue_webhooks(vec![delivery(2, "https://early.example/")], 1, 2, at(5)).await.unwrap();
     assert_eq!(world.store.next_webhook_due().await.unwrap(), Some(at(5)));
-    assert!(world.store.due_webhooks(at(4), 10).await.unwrap().is_empty());
+    assert!(world.store.due_webhooks(at(4), LEASE, 10).await.unwrap().is_empty());
     let urls = |due: Vec<palaver_core::webhook::Delivery>| due.into_iter().map(|d| d.request.url).collect::<Vec<_>>();
-    assert_eq!(urls(world.store.due_webhooks(at(5), 10).await.unwrap()), ["https://early.example/"]);
+    assert_eq!(urls(world.store.due_webhooks(at(10), LEASE, 1).await.unwrap()), ["https://early.example/"]);
+    // The early entry is claimed until `at(10) + LEASE`; once that has passed, both are due, the late one
+    // (due since `at(10)`) first.
     assert_eq!(
-        urls(world.store.due_webhooks(at(10), 10).await.unwrap()),
-        ["https://early.example/", "https://late.example/"]
+        urls(world.store.due_webhooks(at(10) + LEASE, LEASE, 10).await.unwrap()),
+        ["https://late.example/", "https://early.example/"]
     );
-    assert_eq!(urls(world.store.due_webhooks(at(10), 1).await.unwrap()), ["https://early.example/"]);
     assert_eq!(world.store.webhook_cursor().await.unwrap(), 2, "the cursor is where the planner left it");
+}
+
+/// A claim hands each due entry out for a lease: a second claim at the same time (another node's) gets
+/// nothing, and the entry is due again when the lease ends (its sender may have died). A recorded outcome
+/// ends the lease: a delivered entry is never due again, a failed one is due at its retry time.
+pub async fn claimed_webhooks_are_leased(factory: &dyn StoreFactory) {
+    let world = world(factory).await;
+    let planned = vec![delivery(1, "https://ok.example/"), delivery(2, "https://flaky.example/")];
+    world.store.enqueue_webhooks(planned.clone(), 0, 2, T0).await.unwrap();
+    let claimed = world.store.due_webhooks(T0, LEASE, 10).await.unwrap();
+    assert_eq!(requests(&claimed), planned);
+    assert!(world.store.due_webhooks(T0, LEASE, 10).await.unwrap().is_empty(), "a second claim gets nothing");
+    assert_eq!(world.store.next_webhook_due().await.unwrap(), Some(T0 + LEASE), "due again when the lease ends");
+    let just_before = T0 + LEASE - std::time::Duration::from_millis(1);
+    assert!(world.store.due_webhooks(just_before, LEASE, 10).await.unwrap().is_empty());
+
+    let again = world.store.due_webhooks(T0 + LEASE, LEASE, 10).await.unwrap();
+    assert_eq!(again, claimed, "taken over as they were, attempts and all");
+    let (ok, flaky) = (&again[0], &again[1]);
+    let retry_at = T0 + LEASE + std::time::Duration::from_secs(5);
+    world.store.webhook_delivered(ok.id).await.unwrap();
+    world.store.webhook_failed(flaky.id, Some(retry_at), "503".into()).await.unwrap();
+    assert_eq!(world.store.next_webhook_due().await.unwrap(), Some(retry_at), "the retry time replaces the lease");
+    let retried = world.store.due_webhooks(retry_at, LEASE, 10).await.unwrap();
+    assert_eq!(retried.iter().map(|d| (d.id, d.attempts)).collect::<Vec<_>>(), [(flaky.id, 1)]);
+    let later = world.store.due_webhooks(at(100_000), LEASE, 10).await.unwrap();
+    assert_eq!(later.iter().map(|d| d.id).collect::<Vec<_>>(), [flaky.id], "the delivered entry never again");
+}
+
+/// Claims made at once, as the dispatchers of several nodes make them, hand each due entry to exactly one
+/// claimer: the claimers' sets are disjoint and together hold every entry.
+pub async fn concurrent_claims_hand_each_webhook_to_one_claimer(factory: &dyn StoreFactory) {
+    const ENTRIES: i64 = 40;
+    const CLAIMERS: usize = 8;
+    let world = world(factory).await;
+    let planned = (1..=ENTRIES).map(|event| delivery(event, "https://hooks.example/")).collect();
+    world.store.enqueue_webhooks(planned, 0, ENTRIES, T0).await.unwrap();
+    let start = Arc::new(tokio::sync::Barrier::new(CLAIMERS));
+    let claimers: Vec<_> = (0..CLAIMERS)
+        .map(|_| {
+            let (store, start) = (Arc::clone(&world.store), Arc::clone(&start));
+            tokio::spawn(async move {
+                start.wait().await;
+                store.due_webhooks(T0, LEASE, ENTRIES as u32).await.unwrap()
+            })
+        })
+        .collect();
+    let mut events = Vec::new();
+    for claimer in claimers {
+        events.extend(claimer.await.unwrap().into_iter().map(|d| d.request.event_id));
+    }
+    events.sort_unstable();
+    assert_eq!(events, (1..=ENTRIES).collect::<Vec<_>>(), "each entry claimed once");
+    assert!(world.store.due_webhooks(T0, LEASE, ENTRIES as u32).await.unwrap().is_empty());
 }
 
 /// A failed attempt is counted and retried at its new time; an entry given up on is never due again.
@@ -194,24 +313,27 @@ pub async fn failed_webhooks_are_retried_then_given_up(factory: &dyn StoreFactor
     let world = world(factory).await;
     world
         .store
-        .enqueue_webhooks(vec![delivery(1, "https://flaky.example/"), delivery(1, "https://ok.example/")], 1, T0)
+        .enqueue_webhooks(vec![delivery(1, "https://flaky.example/"), delivery(1, "https://ok.example/")], 0, 1, T0)
         .await
         .unwrap();
-    let due = world.store.due_webhooks(T0, 10).await.unwrap();
+    let due = world.store.due_webhooks(T0, LEASE, 10).await.unwrap();
     let (flaky, ok) = (due[0].clone(), due[1].clone());
     world.store.webhook_failed(flaky.id, Some(at(30)), "503".into()).await.unwrap();
-    assert_eq!(world.store.due_webhooks(at(29), 10).await.unwrap(), std::slice::from_ref(&ok));
-    assert_eq!(world.store.next_webhook_due().await.unwrap(), Some(T0));
+    assert!(world.store.due_webhooks(at(29), LEASE, 10).await.unwrap().is_empty(), "not before its retry time");
+    assert_eq!(world.store.next_webhook_due().await.unwrap(), Some(at(30)), "before the other one's lease ends");
     world.store.webhook_delivered(ok.id).await.unwrap();
     assert_eq!(world.store.next_webhook_due().await.unwrap(), Some(at(30)));
-    let retried = world.store.due_webhooks(at(30), 10).await.unwrap();
+    let retried = world.store.due_webhooks(at(30), LEASE, 10).await.unwrap();
     assert_eq!(retried.len(), 1);
     assert_eq!((retried[0].id, retried[0].attempts, &retried[0].request), (flaky.id, 1, &flaky.request));
 
-    world.store.webhook_failed(flaky.id, Some(at(90)), "503".into()).await.unwrap();
-    assert_eq!(world.store.due_webhooks(at(90), 10).await.unwrap()[0].attempts, 2);
+    world.store.webhook_failed(flaky.id, Some(at(50)), "503".into()).await.unwrap();
+    assert_eq!(world.store.due_webhooks(at(50), LEASE, 10).await.unwrap()[0].attempts, 2);
     world.store.webhook_failed(flaky.id, None, "gave up".into()).await.unwrap();
-    assert!(world.store.due_webhooks(at(100_000), 10).await.unwrap().is_empty(), "a dead entry is never sent again");
+    assert!(
+        world.store.due_webhooks(at(100_000), LEASE, 10).await.unwrap().is_empty(),
+        "a dead entry is never sent again"
+    );
     assert_eq!(world.store.next_webhook_due().await.unwrap(), None);
 }
 
@@ -220,27 +342,27 @@ pub async fn delivered_webhooks_leave_the_outbox(factory: &dyn StoreFactory) {
     let world = world(factory).await;
     world
         .store
-        .enqueue_webhooks(vec![delivery(1, "https://a.example/"), delivery(2, "https://b.example/")], 2, T0)
+        .enqueue_webhooks(vec![delivery(1, "https://a.example/"), delivery(2, "https://b.example/")], 0, 2, T0)
         .await
         .unwrap();
-    let due = world.store.due_webhooks(T0, 10).await.unwrap();
+    let due = world.store.due_webhooks(T0, LEASE, 10).await.unwrap();
     world.store.webhook_delivered(due[0].id).await.unwrap();
-    assert_eq!(world.store.due_webhooks(at(100_000), 10).await.unwrap(), [due[1].clone()]);
+    assert_eq!(world.store.due_webhooks(at(100_000), LEASE, 10).await.unwrap(), [due[1].clone()]);
     world.store.webhook_delivered(due[1].id).await.unwrap();
-    assert!(world.store.due_webhooks(at(100_000), 10).await.unwrap().is_empty());
+    assert!(world.store.due_webhooks(at(200_000), LEASE, 10).await.unwrap().is_empty());
     assert_eq!(world.store.next_webhook_due().await.unwrap(), None);
 }
 
 /// The cursor and the outbox, attempts included, survive a restart.
 pub async fn the_webhook_outbox_survives_a_restart(factory: &dyn StoreFactory) {
     let world = world(factory).await;
-    world.store.enqueue_webhooks(vec![delivery(4, "https://a.example/")], 4, T0).await.unwrap();
-    let entry = world.store.due_webhooks(T0, 10).await.unwrap().remove(0);
+    world.store.enqueue_webhooks(vec![delivery(4, "https://a.example/")], 0, 4, T0).await.unwrap();
+    let entry = world.store.due_webhooks(T0, LEASE, 10).await.unwrap().remove(0);
     world.store.webhook_failed(entry.id, Some(at(60)), "timeout".into()).await.unwrap();
     let world = restart(factory, world).await;
     assert_eq!(world.store.webhook_cursor().await.unwrap(), 4);
     assert_eq!(world.store.next_webhook_due().await.unwrap(), Some(at(60)));
-    let due = world.store.due_webhooks(at(60), 10).await.unwrap();
+    let due = world.store.due_webhooks(at(60), LEASE, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!((due[0].id, due[0].attempts, &due[0].request), (entry.id, 1, &entry.request));
 }

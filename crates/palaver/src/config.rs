@@ -55,6 +55,17 @@ pub(crate) struct ServeArgs {
     /// PostgreSQL instead of the embedded database: postgres://user@host:5432/dbname (migrated at start).
     #[arg(long, env = "PALAVER_DATABASE_URL", hide_env_values = true)]
     database: Option<String>,
+    /// Cluster mode: the NATS server(s) the nodes sharing the --database talk through, nats://host:4222
+    /// (comma-separated for a NATS cluster). Needs --database postgres://….
+    #[arg(long, env = "PALAVER_NATS_URL")]
+    nats: Option<String>,
+    /// First token of every NATS subject this cluster uses, so several clusters can share one NATS.
+    #[arg(long, env = "PALAVER_NATS_SUBJECT_PREFIX")]
+    nats_subject_prefix: Option<String>,
+    /// On SIGTERM, keep serving this many seconds with /readyz answering 503 (so the load balancer stops
+    /// sending traffic) before closing realtime sessions and finishing in-flight requests.
+    #[arg(long, env = "PALAVER_DRAIN_SECONDS")]
+    drain_seconds: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +84,9 @@ struct FileConfig {
     email_from: Option<String>,
     media_store_url: Option<String>,
     database: Option<String>,
+    nats: Option<String>,
+    nats_subject_prefix: Option<String>,
+    drain_seconds: Option<f64>,
 }
 
 /// The resolved settings.
@@ -86,6 +100,9 @@ pub(crate) struct Settings {
     pub(crate) channels: palaver_server::channels::ChannelSettings,
     pub(crate) media_store_url: Option<String>,
     pub(crate) database: Option<String>,
+    pub(crate) nats: Option<String>,
+    pub(crate) nats_subject_prefix: String,
+    pub(crate) drain_delay: std::time::Duration,
 }
 
 impl Settings {
@@ -120,6 +137,26 @@ impl Settings {
             channels,
             media_store_url: args.media_store_url.or(file.media_store_url),
             database: args.database.or(file.database),
+            nats: args.nats.or(file.nats),
+            nats_subject_prefix: match args.nats_subject_prefix.or(file.nats_subject_prefix) {
+                Some(prefix) => {
+                    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    {
+                        bail!("the NATS subject prefix must be letters, digits, '_' or '-' (got {prefix:?})");
+                    }
+                    prefix
+                }
+                None => "palaver".to_string(),
+            },
+            drain_delay: match args.drain_seconds.or(file.drain_seconds) {
+                Some(seconds) => {
+                    std::time::Duration::try_from_secs_f64(seconds)
+                        .ok()
+                        .filter(|d| d.as_secs() <= 3600)
+                        .ok_or_else(|| anyhow::anyhow!("--drain-seconds must be between 0 and 3600 (got {seconds})"))?
+                }
+                None => std::time::Duration::ZERO,
+            },
             listen: args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8088".into()),
             data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./palaver-data")),
             account_sid: args.account_sid.or(file.account_sid),

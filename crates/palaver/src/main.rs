@@ -71,6 +71,27 @@ enum Command {
         #[arg(long, env = "PALAVER_DATA_DIR", default_value = "./palaver-data")]
         data_dir: PathBuf,
     },
+    /// Copy a data directory's embedded database into PostgreSQL, to move a deployment there.
+    ///
+    /// Copies every row of <DATA_DIR>/palaver.sqlite3 (services, conversations, participants, messages, users,
+    /// roles, API keys, webhook settings, delivery receipts, the event log, …) into the PostgreSQL database,
+    /// after migrating it, in one transaction: all of it or nothing. SIDs, message indices, sequence numbers and
+    /// dates are kept, and new writes continue after them. Stop `palaver serve` on the data directory first (the
+    /// file is read, never changed). The PostgreSQL database must hold no data yet: a new one, or one that only
+    /// `palaver migrate` or a node's first start prepared; anything else is refused and left as it was.
+    ///
+    /// Media files and the generated credentials are not in the database: they stay in the data directory.
+    /// Start the PostgreSQL node with the same --data-dir (`palaver serve --data-dir <DATA_DIR> --database …`),
+    /// or copy <DATA_DIR>/media and <DATA_DIR>/credentials.toml to the nodes' data directories (or keep media in
+    /// a shared --media-store-url).
+    Import {
+        /// Data directory whose embedded database to copy.
+        #[arg(long, value_name = "DATA_DIR")]
+        from: PathBuf,
+        /// The PostgreSQL database to copy into (postgres://…).
+        #[arg(long, env = "PALAVER_DATABASE_URL", hide_env_values = true)]
+        database: String,
+    },
     /// Run a benchmark scenario and print a table and one JSON line.
     Bench(BenchArgs),
     /// Manage API keys (SK… SID + secret), accepted by the REST API like the account's auth token.
@@ -91,9 +112,21 @@ enum Command {
 struct BenchArgs {
     /// ingest, fanout, connections, history, rest or unread.
     scenario: String,
-    /// A running server to measure; by default the benchmark starts its own on the embedded default.
-    #[arg(long)]
-    url: Option<String>,
+    /// A running server to measure (http://host:port); repeat it, or give a comma-separated list, for the
+    /// nodes of one cluster (they share a database, so one account and API key serve all). By default the
+    /// benchmark starts its own server(s).
+    #[arg(long, value_delimiter = ',', value_name = "URL")]
+    url: Vec<String>,
+    /// Start the server(s) on this PostgreSQL database instead of a temporary SQLite one. Each run gets a
+    /// fresh schema t_<unix seconds>_<hex>, dropped at the end, unless the URL selects one (search_path).
+    #[arg(long, value_name = "POSTGRES_URL")]
+    database: Option<String>,
+    /// How many servers to start on --database; more than one needs --nats. Scenarios spread over them.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Join the started servers over this NATS (nats://host:4222), with a subject prefix of their own.
+    #[arg(long, value_name = "NATS_URL")]
+    nats: Option<String>,
     /// API key SID of the server at --url (to mint access tokens).
     #[arg(long, env = "PALAVER_BENCH_KEY_SID")]
     key_sid: Option<String>,
@@ -129,6 +162,30 @@ struct BenchArgs {
     seconds: u64,
 }
 
+#[cfg(test)]
+mod bench_args_tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn several_urls_repeated_or_listed() {
+        let cli = Cli::try_parse_from([
+            "palaver",
+            "bench",
+            "ingest",
+            "--url",
+            "http://127.0.0.1:1",
+            "--url",
+            "http://127.0.0.1:2,http://127.0.0.1:3",
+        ])
+        .unwrap();
+        let Command::Bench(args) = cli.command else { panic!("not bench") };
+        assert_eq!(args.url, ["http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"]);
+        assert_eq!((args.nodes, args.database, args.nats), (1, None, None), "defaults: one SQLite child");
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum KeysAction {
     /// Create a key and print its SID and secret (the secret is shown only here).
@@ -162,6 +219,7 @@ fn main() -> Result<()> {
             Command::Serve(args) => serve(Settings::resolve(args)?).await,
             Command::Keys { action, data_dir, database } => keys(action, &data_dir, database.as_deref()).await,
             Command::Migrate { database, data_dir } => migrate(database.as_deref(), &data_dir).await,
+            Command::Import { from, database } => import(&from, &database).await,
             Command::Bench(args) => bench(args).await,
             Command::Chat { identity, conversation, url, token, data_dir } => {
                 let token = match token {
@@ -187,6 +245,10 @@ async fn serve(settings: Settings) -> Result<()> {
             .await
             .with_context(|| format!("opening the data directory {}", settings.data_dir.display()))?;
     state.channels = std::sync::Arc::new(settings.channels);
+    state.drain_delay = settings.drain_delay;
+    if let Some(url) = &settings.nats {
+        state.join_cluster(url, &settings.nats_subject_prefix).await?;
+    }
     if let Some(url) = &settings.media_store_url {
         state.media =
             palaver_server::media::MediaStore::from_url(url).map_err(|e| anyhow::anyhow!("the media store: {e}"))?;
@@ -312,15 +374,21 @@ async fn bench(args: BenchArgs) -> Result<()> {
         seconds: args.seconds.max(1),
     };
     let target = Target::open(TargetOptions {
-        url: args.url,
+        urls: args.url,
         account_sid: args.account_sid,
         auth_token: args.auth_token,
         key_sid: args.key_sid,
         key_secret: args.key_secret,
+        database: args.database,
+        nodes: args.nodes,
+        nats: args.nats,
         binary: None,
     })
     .await?;
-    let report = palaver_bench::run(scenario, &target, &workload).await?;
+    let report = palaver_bench::run(scenario, &target, &workload).await;
+    // Stops the servers and drops the run's PostgreSQL schema, whether or not the scenario succeeded.
+    target.close().await;
+    let report = report?;
     print!("{}", report.table());
     println!("{}", report.json_line());
     Ok(())
@@ -339,6 +407,24 @@ async fn migrate(database: Option<&str>, data_dir: &std::path::Path) -> Result<(
         Some(_) => println!("the PostgreSQL database is up to date"),
         None => println!("the embedded database in {} is up to date", data_dir.display()),
     }
+    Ok(())
+}
+
+/// Copies the embedded database of `from` into the PostgreSQL database `database`, drawing progress on stderr.
+async fn import(from: &std::path::Path, database: &str) -> Result<()> {
+    if !(database.starts_with("postgres://") || database.starts_with("postgresql://")) {
+        anyhow::bail!("--database must be a PostgreSQL URL (postgres://…)");
+    }
+    let source = from.join(palaver_server::DATABASE_FILE);
+    let mut progress = palaver_import::StderrProgress::new();
+    let summary = palaver_import::import(&source, database, &mut progress)
+        .await
+        .with_context(|| format!("importing {}", source.display()))?;
+    println!("imported {} rows in {} tables into the PostgreSQL database", summary.rows, summary.tables.len());
+    println!(
+        "media files and credentials stay in {}: start the PostgreSQL node with --data-dir {0} --database …",
+        from.display()
+    );
     Ok(())
 }
 

@@ -4,23 +4,14 @@
 // Servers are killed and waited for at the end of the test.
 #![allow(clippy::zombie_processes)]
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod support;
 
-use serde_json::Value;
+use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_palaver");
+use support::{BIN, Node, call};
 
 fn database_url() -> Option<String> {
-    match std::env::var("PALAVER_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => panic!("PALAVER_TEST_DATABASE_URL must be set in CI"),
-        _ => {
-            eprintln!("skipped: set PALAVER_TEST_DATABASE_URL to run");
-            None
-        }
-    }
+    support::required_url("PALAVER_TEST_DATABASE_URL")
 }
 
 /// `url` with its database name replaced by `name`.
@@ -33,46 +24,8 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-struct Node {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
-
-fn node(database: &str, data_dir: &Path) -> Node {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .args(["--database", database])
-        .env("PALAVER_ACCOUNT_SID", ACCOUNT)
-        .env("PALAVER_AUTH_TOKEN", TOKEN)
-        .env("PALAVER_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start palaver serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("the server prints its address").unwrap();
-        if let Some(url) = line.split("listening on ").nth(1) {
-            return Node { child, url: url.trim().to_string() };
-        }
-    }
-}
-
-async fn call(http: &reqwest::Client, method: reqwest::Method, url: String, form: &[(&str, &str)]) -> (u16, Value) {
-    let response = http.request(method, url).basic_auth(ACCOUNT, Some(TOKEN)).form(form).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+fn node(database: &str, data_dir: &std::path::Path) -> Node {
+    Node::start(data_dir, &["--database", database])
 }
 
 #[tokio::test]

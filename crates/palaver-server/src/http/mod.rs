@@ -95,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require_basic_auth));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/v1/realtime", get(crate::gateway::upgrade))
         .route("/v3/wsconnect", get(crate::twilsock::upgrade))
         // Called by the messaging gateway and mail relays, which sign their requests instead of logging in.
@@ -139,7 +140,36 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// How long `/healthz` waits for its probe write.
+/// GET /readyz — whether a load balancer should send this node traffic: 200 when the database takes writes,
+/// the cluster bus is connected (when the node is in a cluster) and the node is not draining; 503 otherwise.
+/// The JSON body says which check failed.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let probe = tokio::time::timeout(HEALTH_PROBE_TIMEOUT, state.palaver.store().check_writable()).await;
+    let database = match probe {
+        Ok(Ok(())) => "ok".to_string(),
+        Ok(Err(err)) => format!("cannot write: {err}"),
+        Err(_) => "did not answer a write in time".to_string(),
+    };
+    let nats = match &state.cluster {
+        None => "not configured",
+        Some(bus) if bus.is_connected() => "ok",
+        Some(_) => "disconnected",
+    };
+    let draining = state.draining.load(std::sync::atomic::Ordering::Acquire);
+    let ready = database == "ok" && nats != "disconnected" && !draining;
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    json(
+        status,
+        serde_json::json!({
+            "status": if ready { "ready" } else { "unready" },
+            "database": database,
+            "nats": nats,
+            "draining": draining,
+        }),
+    )
+}
+
+/// How long `/healthz` and `/readyz` wait for their probe write.
 const HEALTH_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

@@ -232,36 +232,106 @@ async fn two_nodes_racing_for_one_upload_attach_it_once() {
     }
 }
 
-/// An outbox scan skips the entries another node's scan holds, instead of waiting for them or returning them
-/// too. The other scan is played by a transaction that keeps the first entry's row locked.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_webhook_scan_skips_the_entries_another_scan_holds() {
-    let Some(url) = database_url() else { return };
-    let factory = PostgresFactory::new(url.clone());
-    let (store, schema) = factory.fresh_with_schema().await;
-    let delivery = |event_id: i64| palaver_core::webhook::NewDelivery {
+/// What the tests claim outbox jobs for.
+const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn delivery(event_id: i64) -> palaver_core::webhook::NewDelivery {
+    palaver_core::webhook::NewDelivery {
         event_id,
         url: format!("https://{event_id}.example/"),
         method: palaver_core::webhook::HookMethod::Post,
         params: vec![("EventType".into(), "onMessageAdded".into())],
-    };
-    store.enqueue_webhooks(vec![delivery(1), delivery(2)], 2, T0).await.unwrap();
-    let all = store.due_webhooks(T0, 10).await.unwrap();
-    assert_eq!(all.len(), 2);
+    }
+}
+
+/// An outbox claim skips the entries another node's claim holds, instead of waiting for them or returning
+/// them too, and takes them once they are released. The other claim is played by a transaction that keeps
+/// the first entry's row locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_webhook_claim_skips_the_entries_another_claim_holds() {
+    let Some(url) = database_url() else { return };
+    let factory = PostgresFactory::new(url.clone());
+    let (store, schema) = factory.fresh_with_schema().await;
+    store.enqueue_webhooks(vec![delivery(1), delivery(2)], 0, 2, T0).await.unwrap();
 
     let (other, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     let connection = tokio::spawn(connection);
-    other.batch_execute(&format!("SET search_path TO {schema}; BEGIN")).await.unwrap();
-    other.execute("SELECT 1 FROM webhook_outbox WHERE id = $1 FOR UPDATE", &[&all[0].id]).await.unwrap();
-    let scan = tokio::time::timeout(std::time::Duration::from_secs(5), store.due_webhooks(T0, 10))
+    other.batch_execute(&format!("SET search_path TO {schema}")).await.unwrap();
+    let ids: Vec<i64> = other
+        .query("SELECT id FROM webhook_outbox ORDER BY id", &[])
         .await
-        .expect("the scan does not wait for the held entry")
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    other.batch_execute("BEGIN").await.unwrap();
+    other.execute("SELECT 1 FROM webhook_outbox WHERE id = $1 FOR UPDATE", &[&ids[0]]).await.unwrap();
+    let claim = tokio::time::timeout(std::time::Duration::from_secs(5), store.due_webhooks(T0, LEASE, 10))
+        .await
+        .expect("the claim does not wait for the held entry")
         .unwrap();
-    assert_eq!(scan, [all[1].clone()], "the held entry is skipped");
+    assert_eq!(claim.iter().map(|d| d.id).collect::<Vec<_>>(), [ids[1]], "the held entry is skipped");
     other.batch_execute("ROLLBACK").await.unwrap();
-    assert_eq!(store.due_webhooks(T0, 10).await.unwrap(), all, "released, it is due again");
+    let after = store.due_webhooks(T0, LEASE, 10).await.unwrap();
+    assert_eq!(
+        after.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [ids[0]],
+        "released, it is claimed; the other is leased"
+    );
     drop(other);
     let _ = connection.await;
+}
+
+/// Two nodes run what their webhook dispatchers run, at once: planners offering batches of their own sizes
+/// from the cursor they last saw, then claimers taking the outbox in rounds. Every event is planned once and
+/// every entry is claimed by one node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_plan_each_event_once_and_claim_each_entry_once() {
+    const EVENTS: i64 = 200;
+    let Some(url) = database_url() else { return };
+    let factory = PostgresFactory::new(url);
+    let (a, b, _) = two_nodes(&factory).await;
+
+    let planners: Vec<_> = [(&a, 7), (&b, 11), (&a, 13), (&b, 3)]
+        .into_iter()
+        .map(|(node, step)| {
+            let node = Arc::clone(node);
+            tokio::spawn(async move {
+                let mut saved = node.webhook_cursor().await.unwrap();
+                while saved < EVENTS {
+                    let to = (saved + step).min(EVENTS);
+                    saved =
+                        node.enqueue_webhooks((saved + 1..=to).map(delivery).collect(), saved, to, T0).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for planner in planners {
+        planner.await.unwrap();
+    }
+
+    let claimers: Vec<_> = [&a, &b, &a, &b]
+        .into_iter()
+        .map(|node| {
+            let node = Arc::clone(node);
+            tokio::spawn(async move {
+                let mut claimed = Vec::new();
+                loop {
+                    let round = node.due_webhooks(T0, LEASE, 16).await.unwrap();
+                    if round.is_empty() {
+                        return claimed;
+                    }
+                    claimed.extend(round.into_iter().map(|d| d.request.event_id));
+                }
+            })
+        })
+        .collect();
+    let mut events = Vec::new();
+    for claimer in claimers {
+        events.extend(claimer.await.unwrap());
+    }
+    events.sort_unstable();
+    assert_eq!(events, (1..=EVENTS).collect::<Vec<_>>(), "each event planned once and claimed once");
 }
 
 #[tokio::test]
