@@ -21,6 +21,14 @@ cargo build -p palaver --locked
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/conformance/requirements.txt
 PALAVER_BIN="$PWD/target/debug/palaver" .venv/bin/python -m pytest tests/conformance -q -p no:cacheprovider
+if [[ -n "${PALAVER_TEST_DATABASE_URL:-}" && -n "${PALAVER_TEST_NATS_URL:-}" ]]; then
+  echo "== conformance suite against a two-node PostgreSQL + NATS cluster"
+  PALAVER_CONFORMANCE_CLUSTER="$PALAVER_TEST_DATABASE_URL" PALAVER_BIN="$PWD/target/debug/palaver" \
+    .venv/bin/python -m pytest tests/conformance -q -p no:cacheprovider
+elif [[ -n "${CI:-}" ]]; then
+  echo "PALAVER_TEST_DATABASE_URL and PALAVER_TEST_NATS_URL must be set in CI" >&2
+  exit 1
+fi
 
 echo "== JS SDK suite (@twilio/conversations 2.6.0 and 3.0.1)"
 PALAVER_BIN="$PWD/target/debug/palaver" tests/js-sdk/run.sh

@@ -195,7 +195,7 @@ pub async fn channel_jobs_are_claimed_for_a_lease(factory: &dyn StoreFactory) {
         [(email.receipt_sid.clone(), 1)]
     );
     let later = world.store.due_channel_jobs(&ALL, at(100_000), LEASE, 10).await.unwrap();
-    assert_eq!(sids(&later), [email.receipt_sid.clone()], "the sent receipt never again");
+    assert_eq!(sids(&later), std::slice::from_ref(&email.receipt_sid), "the sent receipt never again");
 }
 
 /// Claims made at once, as the dispatchers of several nodes make them, hand each due receipt to exactly one

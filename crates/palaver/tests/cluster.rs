@@ -166,7 +166,10 @@ async fn stored_messages(http: &reqwest::Client, node: &Node, sid: &str) -> Vec<
 }
 
 /// A webhook receiver on a free port: answers 200 to everything and keeps each request's form.
-fn webhook_receiver() -> (String, Arc<Mutex<Vec<HashMap<String, String>>>>) {
+/// The forms of the webhook requests received so far.
+type Received = Arc<Mutex<Vec<HashMap<String, String>>>>;
+
+fn webhook_receiver() -> (String, Received) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let received = Arc::new(Mutex::new(Vec::new()));
