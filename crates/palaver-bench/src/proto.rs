@@ -13,6 +13,10 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::{BenchError, Result};
 
+/// How long a request may wait for its reply before the run fails: long enough for any queue a loaded server
+/// builds, short enough that a server that stopped answering ends the run with an error instead of a hang.
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Waiters for replies, by request id; each gets the reply frame's text and parses what it needs.
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Utf8Bytes>>>>;
 
@@ -56,7 +60,11 @@ impl Drop for Ending {
 impl Conn {
     /// Opens a connection and sends `connect`.
     pub(crate) async fn open(url: &str, token: &str, on_frame: Option<OnFrame>) -> Result<Self> {
-        let (socket, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| BenchError::Server(e.to_string()))?;
+        // Nagle's algorithm off, as real clients should have it: with it, a request written while an earlier one
+        // is unacknowledged waits for the server's delayed ACK (40 ms on Linux).
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+            .await
+            .map_err(|e| BenchError::Server(e.to_string()))?;
         let (mut sink, mut stream) = socket.split();
         let (outgoing, mut queued) = mpsc::unbounded_channel::<Message>();
         // Set once every handle of this connection is gone: the end of the connection is then expected.
@@ -125,7 +133,15 @@ impl Conn {
         self.pending.lock().map_err(|_| BenchError::Request("poisoned".into()))?.insert(id, answer);
         let frame = json!({"id": id, "method": method, "params": params}).to_string();
         self.outgoing.send(Message::Text(frame.into())).map_err(|_| BenchError::Request("connection closed".into()))?;
-        let text = answered.await.map_err(|_| BenchError::Request("connection closed before the reply".into()))?;
+        let text = tokio::time::timeout(REPLY_TIMEOUT, answered)
+            .await
+            .map_err(|_| {
+                BenchError::Request(format!(
+                    "no reply to {method} within {} s: the server stalled",
+                    REPLY_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|_| BenchError::Request("connection closed before the reply".into()))?;
         let reply: ReplyFrame<T> =
             serde_json::from_str(&text).map_err(|e| BenchError::Request(format!("unreadable reply: {e}")))?;
         match reply.error {

@@ -320,15 +320,19 @@ async fn fanout(target: &Target, w: &Workload) -> Result<Report> {
         // The rate is fixed: a send does not wait for the one before it to be acknowledged.
         let (sender, conv, bar) = (sender.clone(), conv.clone(), bar.clone());
         sends.spawn(async move {
+            let at = Instant::now();
             sender
                 .call_as::<IgnoredAny>("send_message", json!({"conversation": conv, "body": micros_now().to_string()}))
                 .await?;
             bar.inc(1);
-            Ok::<_, BenchError>(())
+            Ok::<_, BenchError>(at.elapsed())
         });
     }
+    // How long the sender waited for each acknowledgement: the commit's share of the delivery latency.
+    let mut acks = histogram();
     while let Some(sent) = sends.join_next().await {
-        sent.map_err(|e| BenchError::Request(e.to_string()))??;
+        let waited = sent.map_err(|e| BenchError::Request(e.to_string()))??;
+        acks.saturating_record(waited.as_micros() as u64);
     }
     let expected = total * w.listeners as u64;
     let delivered = || received.iter().map(|r| r.delivered.load(Ordering::Relaxed)).sum::<u64>();
@@ -362,6 +366,7 @@ async fn fanout(target: &Target, w: &Workload) -> Result<Report> {
         all.add(&*h).map_err(|e| BenchError::Request(e.to_string()))?;
     }
     out.latency.push(("delivery latency".into(), Latency::from_micros(&all)));
+    out.latency.push(("send ack latency".into(), Latency::from_micros(&acks)));
     if nodes > 1 {
         for &n in &listener_nodes {
             let h = received[n].latencies.lock().map_err(|_| BenchError::Request("poisoned".into()))?;

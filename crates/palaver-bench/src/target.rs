@@ -254,7 +254,11 @@ impl Target {
             Layout::Sqlite => ("started", "sqlite", json!(false)),
             Layout::Postgres { nats } => ("started", "postgres", json!(nats)),
         };
-        json!({"servers": servers, "database": database, "nats": nats, "nodes": self.nodes.len()})
+        let mut described = json!({"servers": servers, "database": database, "nats": nats, "nodes": self.nodes.len()});
+        if let Some(schema) = &self.schema {
+            described["schema"] = json!(schema.name);
+        }
+        described
     }
 
     /// An access token for `identity` (valid on every node: they share the database holding the key).
@@ -288,6 +292,9 @@ impl Target {
     /// Stops the servers we started and drops the PostgreSQL schema made for this run. Realtime connections
     /// should be closed first (the scenarios drop theirs before they return).
     pub async fn close(mut self) {
+        // Connections of a failed scenario are dropped by tasks being aborted: let them go first, so that
+        // stopping the servers is not reported as a connection failure.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         for node in &mut self.nodes {
             if let Some(child) = &mut node.child {
                 let _ = child.start_kill();

@@ -373,6 +373,9 @@ async fn bench(args: BenchArgs) -> Result<()> {
         rate: args.rate.max(1),
         seconds: args.seconds.max(1),
     };
+    // Installed before the servers start, so that Ctrl-C or SIGTERM at any point still stops them and drops the
+    // run's schema.
+    let interrupted = shutdown_signal();
     let target = Target::open(TargetOptions {
         urls: args.url,
         account_sid: args.account_sid,
@@ -385,8 +388,12 @@ async fn bench(args: BenchArgs) -> Result<()> {
         binary: None,
     })
     .await?;
-    let report = palaver_bench::run(scenario, &target, &workload).await;
-    // Stops the servers and drops the run's PostgreSQL schema, whether or not the scenario succeeded.
+    let report = tokio::select! {
+        report = palaver_bench::run(scenario, &target, &workload) => report.map_err(anyhow::Error::from),
+        () = interrupted => Err(anyhow::anyhow!("interrupted")),
+    };
+    // Stops the servers and drops the run's PostgreSQL schema, whether the scenario succeeded, failed or was
+    // interrupted (Ctrl-C, SIGTERM).
     target.close().await;
     let report = report?;
     print!("{}", report.table());
