@@ -5,28 +5,18 @@
 // Servers are reaped by `stop` or killed and waited for when dropped.
 #![allow(clippy::zombie_processes)]
 
+mod support;
+
 use std::hash::{BuildHasher, RandomState};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
 use reqwest::Method;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_palaver");
-const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+use support::{ACCOUNT, BIN, Node, TOKEN, call};
 
 fn database_url() -> Option<String> {
-    match std::env::var("PALAVER_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => panic!("PALAVER_TEST_DATABASE_URL must be set in CI"),
-        _ => {
-            eprintln!("skipped: set PALAVER_TEST_DATABASE_URL to run");
-            None
-        }
-    }
+    support::required_url("PALAVER_TEST_DATABASE_URL")
 }
 
 /// A fresh schema on the test database, and the URL that selects it.
@@ -76,53 +66,16 @@ impl Schema {
     }
 }
 
-struct Node {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(data_dir: &Path, database: Option<&str>) -> Node {
-    let mut command = Command::new(BIN);
-    command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir);
-    if let Some(database) = database {
-        command.args(["--database", database]);
-    }
-    let mut child = command
-        .env_remove("PALAVER_DATABASE_URL")
-        .env("PALAVER_ACCOUNT_SID", ACCOUNT)
-        .env("PALAVER_AUTH_TOKEN", TOKEN)
-        .env("PALAVER_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start palaver serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("the server prints its address").unwrap();
-        if let Some(url) = line.split("listening on ").nth(1) {
-            return Node { child, url: url.trim().to_string() };
-        }
+    match database {
+        Some(database) => Node::start(data_dir, &["--database", database]),
+        None => Node::start(data_dir, &[]),
     }
 }
 
 /// Stops `node` with SIGTERM, as an operator would before importing, and waits for it.
 fn stop(mut node: Node) {
-    Command::new("kill").args(["-TERM", &node.child.id().to_string()]).status().unwrap();
-    for _ in 0..100 {
-        if let Some(status) = node.child.try_wait().unwrap() {
-            assert!(status.success(), "a graceful stop exits 0");
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("the server did not stop on SIGTERM");
+    assert!(node.terminate(), "a graceful stop exits 0");
 }
 
 fn import(data_dir: &Path, database: &str) -> Output {
@@ -134,12 +87,6 @@ fn import(data_dir: &Path, database: &str) -> Output {
         .env_remove("RUST_BACKTRACE")
         .output()
         .unwrap()
-}
-
-async fn call(http: &reqwest::Client, method: Method, url: String, form: &[(&str, &str)]) -> (u16, Value) {
-    let response = http.request(method, url).basic_auth(ACCOUNT, Some(TOKEN)).form(form).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// `POST base + path`, expecting 201, returning the resource.

@@ -82,6 +82,8 @@ impl Node {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
+            // Only what `args` say: a database URL in the test's environment must not leak in.
+            .env_remove("PALAVER_DATABASE_URL")
             .env("PALAVER_ACCOUNT_SID", ACCOUNT)
             .env("PALAVER_AUTH_TOKEN", TOKEN)
             .env("PALAVER_LOG", "warn")
