@@ -55,12 +55,14 @@ class PalaverServer:
         return self.processes[0] if self.processes else None
 
     def start(self):
-        nodes = 2 if self.cluster_env else 1
-        urls = [self._start_node(i) for i in range(nodes)]
-        self.url = urls[0]
+        self.url = self._start_node(0)
+        if self.cluster_env:
+            # Behind a load balancer every node is configured with the one public URL (status callbacks, media
+            # links); here the first node stands in for it.
+            self._start_node(1, public_url=self.url)
         return self
 
-    def _start_node(self, number):
+    def _start_node(self, number, public_url=None):
         env = dict(os.environ)
         env.update(
             PALAVER_ACCOUNT_SID=self.account_sid,
@@ -70,6 +72,8 @@ class PalaverServer:
         )
         env.update(self.cluster_env)
         env.update(self.extra_env)
+        if public_url:
+            env["PALAVER_PUBLIC_URL"] = public_url
         data_dir = self.data_dir if number == 0 else os.path.join(self.data_dir, f"node{number}")
         process = subprocess.Popen(
             [BIN, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
