@@ -239,6 +239,13 @@ pub async fn run(
         // does not wait on them.
         let _ = stopping.send(true);
     };
+    // Without TCP_NODELAY a reply written right after an event frame waits for the client's delayed ACK
+    // (40 ms on Linux): every request/answer exchange of a lone client would pay it.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "could not set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, app).with_graceful_shutdown(signal).await;
     // Also when serving failed rather than being asked to stop.
     let _ = stop_background.send(true);

@@ -93,3 +93,44 @@ async fn two_nodes_on_one_postgres_database_share_conversations_and_keep_them() 
     }
     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
 }
+
+/// More requests in flight on one realtime connection than the node has pooled database connections: each
+/// request runs on its own task, so none waits on the session's loop while holding a connection (a session
+/// that polled its requests itself stopped for good here, with connections idle in transaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_pipelining_past_the_pool_size_is_answered() {
+    let Some(database) = database_url() else { return };
+    let schema = support::Schema::create(&database).await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&schema.url, dir.path());
+    let http = reqwest::Client::new();
+    let (status, conv) =
+        call(&http, reqwest::Method::POST, format!("{}/v1/Conversations", node.url), &[("FriendlyName", "pipe")]).await;
+    assert_eq!(status, 201, "{conv}");
+    let sid = conv["sid"].as_str().unwrap().to_string();
+    let (status, body) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{}/v1/Conversations/{sid}/Participants", node.url),
+        &[("Identity", "piper")],
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let token = support::mint_token(&schema.url, dir.path(), "piper");
+    let client = palaver_client::Client::connect(&node.ws_url(), &token).await.expect("connect");
+    let conversation = client.get_conversation_by_sid(&sid).await.expect("conversation");
+    // Three times the pool (16), within the 64 a connection may have in flight; twice, so the second burst
+    // meets the unread counts the first one left to push.
+    for round in 0..2 {
+        let mut sends = tokio::task::JoinSet::new();
+        for n in 0..48 {
+            let conversation = conversation.clone();
+            sends.spawn(async move { conversation.send_message(&format!("{round}-{n}"), None, None).await });
+        }
+        let answered = tokio::time::timeout(std::time::Duration::from_secs(60), sends.join_all()).await;
+        let mut indices: Vec<i64> =
+            answered.expect("every send answered").into_iter().map(|r| r.expect("send accepted")).collect();
+        indices.sort_unstable();
+        assert_eq!(indices, (round * 48..round * 48 + 48).collect::<Vec<i64>>(), "distinct, gap-free indices");
+    }
+}

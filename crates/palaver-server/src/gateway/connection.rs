@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use palaver_api::realtime::{
     self, Call, ConnectParams, Connected, Reply, Request, ServerFrame, TypingFrame, UnreadFrame, UserConversationChange,
@@ -18,6 +17,7 @@ use palaver_core::service::TypingNotice;
 use palaver_core::session::UserSession;
 use palaver_core::store::ConversationRef;
 use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::calls;
@@ -269,8 +269,52 @@ impl UnreadTally {
 /// Requests of one session that may run at once; the socket is not read while this many are running.
 const MAX_IN_FLIGHT: usize = 64;
 
-/// A running request: its id and its result.
-type InFlight = std::pin::Pin<Box<dyn std::future::Future<Output = (u64, calls::CallResult)> + Send>>;
+/// A session's running requests, each a task of its own: a request holding a database connection (or a row
+/// lock) must finish even while the session waits on the database for something else, or a pipelining client
+/// could hold every pooled connection with requests nobody drives. Those still running when the session ends
+/// are left to finish, so no write the client sent is cut off half-way.
+struct InFlight {
+    tasks: JoinSet<calls::CallResult>,
+    request_ids: HashMap<tokio::task::Id, u64>,
+}
+
+impl InFlight {
+    fn new() -> Self {
+        Self { tasks: JoinSet::new(), request_ids: HashMap::new() }
+    }
+
+    fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    fn spawn(&mut self, request_id: u64, call: impl std::future::Future<Output = calls::CallResult> + Send + 'static) {
+        let task = self.tasks.spawn(call);
+        self.request_ids.insert(task.id(), request_id);
+    }
+
+    /// The next finished request: its id and result (a request whose task panicked gets an internal error).
+    async fn next(&mut self) -> Option<(u64, calls::CallResult)> {
+        let (task, result) = match self.tasks.join_next_with_id().await? {
+            Ok((task, result)) => (task, result),
+            Err(err) => {
+                let failure = ApiError::new(palaver_api::ErrorCode::InternalError, "the request failed");
+                (err.id(), Err(failure))
+            }
+        };
+        let request_id = self.request_ids.remove(&task).unwrap_or(0);
+        Some((request_id, result))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.tasks.detach_all();
+    }
+}
 
 /// How often changed unread counts are pushed: counts are exact when sent, and a burst of messages costs one
 /// count per interval instead of one per message.
@@ -377,7 +421,7 @@ impl Connection {
         let mut last_heard = Instant::now();
         let mut idle_check = tokio::time::interval(Duration::from_secs(5));
         let mut unread_tick = tokio::time::interval(UNREAD_INTERVAL);
-        let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
+        let mut in_flight = InFlight::new();
         let mut armed_for = self.token.expires_at;
         // Armed once and reset only when the token changes: a timer made per loop turn (per event) costs a
         // timer-wheel insertion and removal every time.
@@ -413,9 +457,7 @@ impl Connection {
                             // Runs beside the session's other requests: a client that pipelines gets its
                             // answers as they complete (each carries its request id).
                             let session = self.session.clone();
-                            in_flight.push(Box::pin(async move {
-                                (request.id, calls::handle_session_call(session, request.call).await)
-                            }));
+                            in_flight.spawn(request.id, calls::handle_session_call(session, request.call));
                         }
                         Ok(request) => {
                             // Calls that change the connection's own state run after everything before them.
