@@ -8,7 +8,7 @@
 //! whatever was not yet accepted. (A crash between the channel's acceptance and its recording can resend
 //! one message: channels have no idempotency key to prevent that.)
 //!
-//! On several nodes, each claims the receipts it sends for [`OUTBOX_LEASE`], so no two nodes send one receipt
+//! On several nodes, each claims the receipts it sends for [`CHANNEL_LEASE`], so no two nodes send one receipt
 //! at once; every attempt ends within [`ATTEMPT_DEADLINE`], well inside the lease, and the receipts of a node
 //! that died are claimed by another when their lease ends.
 
@@ -26,15 +26,18 @@ use palaver_core::{Palaver, Store};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::webhooks::{OUTBOX_LEASE, backoff};
+use crate::webhooks::backoff;
 
 /// Attempts before a receipt is given up as failed.
 pub const MAX_ATTEMPTS: u32 = 8;
 /// The longest one attempt may take, on any channel. The gateway's HTTP timeout bounds its whole request,
 /// but SMTP's bounds each command, not the conversation with the server, and attachments are read first:
-/// so the attempt as a whole is bounded here, well inside the [`OUTBOX_LEASE`] its receipt is claimed for.
+/// so the attempt as a whole is bounded here, well inside the [`CHANNEL_LEASE`] its receipt is claimed for.
 pub const ATTEMPT_DEADLINE: Duration = Duration::from_secs(30);
-const _: () = assert!(2 * ATTEMPT_DEADLINE.as_secs() <= OUTBOX_LEASE.as_secs(), "a lease outlasts two attempts");
+/// How long a claimed receipt belongs to the node that claimed it: other nodes' claims skip it until then and
+/// take it over after, as the job of a node that died. It must outlast an attempt.
+pub const CHANNEL_LEASE: Duration = Duration::from_secs(60);
+const _: () = assert!(2 * ATTEMPT_DEADLINE.as_secs() <= CHANNEL_LEASE.as_secs(), "a lease outlasts two attempts");
 /// The gateway's answer to one message.
 const GATEWAY_TIMEOUT: Duration = Duration::from_secs(15);
 /// One SMTP command's answer.
@@ -342,7 +345,7 @@ async fn send_due(
     gateway: Option<&GatewayClient>,
     mail: Option<&MailClient>,
 ) {
-    let jobs = match store.due_channel_jobs(channels, OffsetDateTime::now_utc(), OUTBOX_LEASE, BATCH).await {
+    let jobs = match store.due_channel_jobs(channels, OffsetDateTime::now_utc(), CHANNEL_LEASE, BATCH).await {
         Ok(jobs) => jobs,
         Err(err) => {
             tracing::warn!(%err, "could not read queued deliveries");

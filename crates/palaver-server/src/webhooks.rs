@@ -7,7 +7,7 @@
 //!
 //! Clusters: every node runs a dispatcher over the one shared log and outbox. The cursor moves by
 //! compare-and-set, so each event is planned by one node exactly once (see [`run_dispatcher`]), and sending
-//! claims entries for [`OUTBOX_LEASE`], so two nodes do not send one entry at once and the entries of a node
+//! claims entries for [`WEBHOOK_LEASE`], so two nodes do not send one entry at once and the entries of a node
 //! that died are sent by another when their lease ends.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,13 +27,12 @@ use time::OffsetDateTime;
 
 /// Twilio's limit for a webhook answer.
 pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a claimed outbox job (a webhook entry here, a delivery receipt in [`crate::channels`]) belongs to
-/// the node that claimed it: other nodes' claims skip it until then, and take it over after, as the job of a
-/// node that died. It must outlast an attempt, or a slow attempt would be repeated by another node while it
-/// runs: attempts are bounded by [`WEBHOOK_TIMEOUT`] here and by the channels' attempt deadline there, both
-/// well below it.
-pub const OUTBOX_LEASE: Duration = Duration::from_secs(60);
-const _: () = assert!(2 * WEBHOOK_TIMEOUT.as_secs() <= OUTBOX_LEASE.as_secs(), "a lease outlasts two attempts");
+/// How long a claimed webhook outbox entry belongs to the node that claimed it: other nodes' claims skip it
+/// until then, and take it over after, as the entry of a node that died. It must outlast an attempt (bounded
+/// by [`WEBHOOK_TIMEOUT`]), or a slow attempt would be repeated by another node while it runs; beyond that,
+/// shorter is better: it is how long a dead node's webhooks wait.
+pub const WEBHOOK_LEASE: Duration = Duration::from_secs(15);
+const _: () = assert!(2 * WEBHOOK_TIMEOUT.as_secs() <= WEBHOOK_LEASE.as_secs(), "a lease outlasts two attempts");
 /// Attempts before an outbox entry is given up (kept as dead).
 pub const MAX_ATTEMPTS: u32 = 10;
 /// The longest wait between two attempts.
@@ -366,7 +365,7 @@ async fn plan(
 }
 
 async fn deliver_due(store: &Arc<dyn Store>, sender: &WebhookSender) {
-    let due = match store.due_webhooks(OffsetDateTime::now_utc(), OUTBOX_LEASE, DELIVERY_BATCH).await {
+    let due = match store.due_webhooks(OffsetDateTime::now_utc(), WEBHOOK_LEASE, DELIVERY_BATCH).await {
         Ok(due) => due,
         Err(err) => {
             tracing::warn!(%err, "could not read the webhook outbox");

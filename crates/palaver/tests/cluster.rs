@@ -29,6 +29,8 @@ const PROMPT: Duration = Duration::from_secs(10);
 struct Cluster {
     nodes: Vec<Node>,
     schema: Schema,
+    /// What every node of this cluster is started with (after `serve --listen … --data-dir …`).
+    args: Vec<String>,
     // Kept for the nodes' lifetime.
     _dirs: Vec<tempfile::TempDir>,
     _media: tempfile::TempDir,
@@ -49,30 +51,25 @@ impl Cluster {
         let prefix = unique_name("palaver");
         let media = tempfile::tempdir().unwrap();
         let media_url = format!("file://{}", media.path().display());
-        let dirs: Vec<_> = (0..count).map(|_| tempfile::tempdir().unwrap()).collect();
-        let nodes = dirs
+        let args = ["--database", &schema.url, "--nats", &nats, "--nats-subject-prefix", &prefix, "--media-store-url"]
             .iter()
-            .map(|dir| {
-                Node::start(
-                    dir.path(),
-                    &[
-                        "--database",
-                        &schema.url,
-                        "--nats",
-                        &nats,
-                        "--nats-subject-prefix",
-                        &prefix,
-                        "--media-store-url",
-                        &media_url,
-                    ]
-                    .iter()
-                    .chain(extra)
-                    .copied()
-                    .collect::<Vec<_>>(),
-                )
-            })
+            .map(|a| a.to_string())
+            .chain([media_url])
+            .chain(extra.iter().map(|a| a.to_string()))
             .collect();
-        Some(Cluster { nodes, schema, _dirs: dirs, _media: media })
+        let mut cluster = Cluster { nodes: Vec::new(), schema, args, _dirs: Vec::new(), _media: media };
+        for _ in 0..count {
+            cluster.add_node();
+        }
+        Some(cluster)
+    }
+
+    /// Starts one more node of this cluster; it is `self.nodes.last()`.
+    fn add_node(&mut self) {
+        let dir = tempfile::tempdir().unwrap();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.nodes.push(Node::start(dir.path(), &args));
+        self._dirs.push(dir);
     }
 
     fn token(&self, identity: &str) -> String {
@@ -170,14 +167,22 @@ async fn stored_messages(http: &reqwest::Client, node: &Node, sid: &str) -> Vec<
 type Received = Arc<Mutex<Vec<HashMap<String, String>>>>;
 
 fn webhook_receiver() -> (String, Received) {
+    webhook_receiver_holding(0)
+}
+
+/// [`webhook_receiver`] that keeps the first `unanswered` requests (recorded) without ever answering them, as
+/// a receiver whose sender dies mid-request sees it.
+fn webhook_receiver_holding(unanswered: usize) -> (String, Received) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let received = Arc::new(Mutex::new(Vec::new()));
     let keep = received.clone();
+    let held = Arc::new(Mutex::new(Vec::new()));
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let keep = keep.clone();
+            let held = held.clone();
             std::thread::spawn(move || {
                 let mut buffer = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -206,7 +211,15 @@ fn webhook_receiver() -> (String, Received) {
                 }
                 let form: HashMap<String, String> =
                     serde_urlencoded::from_bytes(&buffer[head_end..]).unwrap_or_default();
-                keep.lock().unwrap().push(form);
+                let count = {
+                    let mut received = keep.lock().unwrap();
+                    received.push(form);
+                    received.len()
+                };
+                if count <= unanswered {
+                    held.lock().unwrap().push(stream);
+                    return;
+                }
                 let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
             });
         }
@@ -547,4 +560,53 @@ async fn a_node_that_hears_nothing_on_nats_still_delivers_every_event_from_the_d
         let ConversationEvent::MessageAdded(message) = added.next().await else { unreachable!() };
         assert_eq!((message.index(), message.body()), (n, Some(format!("unheard {n}").as_str())));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_whose_sender_died_mid_request_is_sent_by_another_node() {
+    let Some(mut cluster) = Cluster::start(1).await else { return };
+    let http = reqwest::Client::new();
+    let (hook_url, hooks) = webhook_receiver_holding(1);
+    let (status, body) = call(
+        &http,
+        Method::POST,
+        format!("{}/v1/Configuration/Webhooks", cluster.nodes[0].url),
+        &[("PostWebhookUrl", hook_url.as_str()), ("Method", "POST"), ("Filters", "onMessageAdded")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, created) =
+        call(&http, Method::POST, format!("{}/v1/Conversations", cluster.nodes[0].url), &[("FriendlyName", "lease")])
+            .await;
+    let sid = created["sid"].as_str().unwrap().to_string();
+    let posted = http
+        .post(format!("{}/v1/Conversations/{sid}/Messages", cluster.nodes[0].url))
+        .basic_auth(support::ACCOUNT, Some(support::TOKEN))
+        .header("X-Twilio-Webhook-Enabled", "true")
+        .form(&[("Author", "system"), ("Body", "leased")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 201);
+    // Node 0 is sending it (the receiver holds the request unanswered) when it dies; node 1 is alive.
+    eventually("node 0 to send the webhook", || async { (hooks.lock().unwrap().len() == 1).then_some(()) }).await;
+    let sent_first = std::time::Instant::now();
+    cluster.add_node();
+    cluster.nodes[0].kill();
+    // The entry is node 0's until its lease (15 s) ends; then node 1 claims and sends it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    while hooks.lock().unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "another node sends the dead node's webhook");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let waited = sent_first.elapsed();
+    assert!(waited >= Duration::from_secs(10), "not taken over while the lease runs ({waited:?})");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let hooks = hooks.lock().unwrap();
+    assert_eq!(hooks.len(), 2, "sent again once, then answered: {hooks:?}");
+    for hook in hooks.iter() {
+        assert_eq!(hook.get("EventType").map(String::as_str), Some("onMessageAdded"));
+        assert_eq!(hook.get("Body").map(String::as_str), Some("leased"));
+    }
+    assert_eq!(hooks[0].get("MessageSid"), hooks[1].get("MessageSid"));
 }
