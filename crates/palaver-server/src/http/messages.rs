@@ -1,7 +1,7 @@
 //! `/v1/Conversations/{ConversationSid}/Messages`.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use palaver_api::sid::{ContentSid, MediaSid, MessageSid};
 use palaver_core::input::*;
@@ -49,8 +49,32 @@ pub(crate) async fn list(State(state): State<AppState>, scope: Scope, query: Lis
     Ok(json(StatusCode::OK, request.respond("messages", page, |m| resources::message(&scope, &account, m))))
 }
 
+/// The key a client sends so that retrying a create stores one message: `Idempotency-Key` (the IETF HTTP
+/// header) or `I-Twilio-Idempotency-Token`; 1 to 128 visible ASCII characters. Keys of REST callers live
+/// apart from those of realtime users, so one cannot answer a retry of the other.
+fn rest_idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some((name, value)) = ["idempotency-key", "i-twilio-idempotency-token"]
+        .iter()
+        .find_map(|name| headers.get(*name).map(|value| (*name, value)))
+    else {
+        return Ok(None);
+    };
+    let key = value.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 128);
+    match key {
+        Some(key) if key.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(format!("rest\u{1f}{key}"))),
+        _ => Err(ApiError::invalid(name, "must be 1 to 128 visible ASCII characters")),
+    }
+}
+
 /// POST /v1/Conversations/{ConversationSid}/Messages
-pub(crate) async fn create(State(state): State<AppState>, scope: Scope, form: FormFields) -> ApiResult<Response> {
+///
+/// With an `Idempotency-Key` header, a retry of the same create answers the message the first one stored.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    scope: Scope,
+    headers: HeaderMap,
+    form: FormFields,
+) -> ApiResult<Response> {
     let media = form
         .all("MediaSid")
         .iter()
@@ -72,7 +96,7 @@ pub(crate) async fn create(State(state): State<AppState>, scope: Scope, form: Fo
         content_sid,
         date_created: form.date("DateCreated")?,
         date_updated: form.date("DateUpdated")?,
-        idempotency_key: None,
+        idempotency_key: rest_idempotency_key(&headers)?,
         media,
     };
     let conv = ConversationRef::parse(scope.param("conversation"));

@@ -17,11 +17,11 @@ impl Api {
         Self { http: reqwest::Client::new(), server: TestServer::spawn_with_realtime_limits(limits).await }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         if path.starts_with("http") { path.to_string() } else { format!("{}{path}", self.server.url()) }
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
         let response = request
             .basic_auth(self.server.account_sid(), Some(self.server.auth_token()))
             .send()

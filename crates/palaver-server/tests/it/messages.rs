@@ -95,3 +95,30 @@ async fn unread_counts_are_exact_with_gaps() {
     assert!(uc["unread_messages_count"].is_null());
     assert_error(&api.post(&path, &[("LastReadMessageIndex", "-2")]).await, 400, 20001);
 }
+
+#[tokio::test]
+async fn a_create_retried_with_its_idempotency_key_stores_one_message() {
+    let api = Api::start().await;
+    let conv = api.conversation(&[]).await;
+    let path = format!("/v1/Conversations/{conv}/Messages");
+    let send = |key: &'static str, header: &'static str, body: &'static str| {
+        api.send(api.http.post(api.url(&path)).header(header, key).form(&[("Body", body)]))
+    };
+    let (status, first) = send("order-42", "Idempotency-Key", "hello").await;
+    assert_eq!(status, 201, "{first}");
+    // The retry (even with another body, as a confused client might send) answers the stored message.
+    let (status, again) = send("order-42", "Idempotency-Key", "hello again").await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!((again["sid"].as_str(), again["body"].as_str()), (first["sid"].as_str(), Some("hello")));
+    let (_, other) = send("order-43", "I-Twilio-Idempotency-Token", "another").await;
+    assert_eq!(other["index"], 1);
+    let (_, same_other) = send("order-43", "Idempotency-Key", "another").await;
+    assert_eq!(same_other["sid"], other["sid"]);
+    let (_, page) = api.get(&path).await;
+    assert_eq!(page["messages"].as_array().unwrap().len(), 2);
+    for bad in [String::new(), "has space".into(), "tab\there".into(), "k".repeat(129)] {
+        let request = api.http.post(api.url(&path)).header("Idempotency-Key", bad.as_str()).form(&[("Body", "x")]);
+        let (status, error) = api.send(request).await;
+        assert_eq!((status, error["code"].as_u64()), (400, Some(20001)), "{bad:?}: {error}");
+    }
+}
