@@ -115,10 +115,11 @@ export function conversationPage(context: Context, service: string, sid: string)
   const body = h('textarea', { name: 'body', rows: 2, placeholder: 'Write a message…' });
   const files = h('input', { type: 'file', name: 'media', multiple: true });
   const sendButton = h('button', { type: 'submit' }, 'Send');
+  const markRead = h('button', { type: 'button', class: 'link' }, 'mark all read');
   const composer = h(
     'form',
     { class: 'composer' },
-    h('label', {}, 'Send as ', actingSelect, unreadLine),
+    h('div', { class: 'acting' }, h('label', {}, 'Send as ', actingSelect), unreadLine, markRead),
     body,
     h('div', { class: 'row' }, files, sendButton),
   );
@@ -343,6 +344,8 @@ export function conversationPage(context: Context, service: string, sid: string)
     body.disabled = !canSend;
     sendButton.disabled = !canSend;
     files.disabled = !canSend;
+    markRead.hidden = !canSend;
+    markRead.textContent = `mark all read as ${acting}`;
     body.placeholder = canSend ? `Write a message as ${acting}…` : 'Choose a chat participant to send as (or add one)';
     unreadLine.textContent = canSend && actingUnread !== null ? ` · ${actingUnread} unread for ${acting}` : '';
   };
@@ -484,6 +487,20 @@ export function conversationPage(context: Context, service: string, sid: string)
   };
 
   // Controls.
+  markRead.addEventListener('click', async () => {
+    if (!realtime) return;
+    try {
+      const last = lastIndex();
+      const count = await realtime.call<{ unread_messages_count: number | null }>('set_read_horizon', {
+        conversation: sid,
+        index: last < 0 ? null : last,
+      });
+      actingUnread = count.unread_messages_count;
+      renderActing();
+    } catch (failure) {
+      fail(failure);
+    }
+  });
   olderButton.addEventListener('click', () => loadOlder().catch(fail));
 
   actingSelect.addEventListener('change', () => {
