@@ -16,7 +16,8 @@ fn main() {
     let sources = repo.join("console");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     println!("cargo:rerun-if-env-changed=PALAVER_CONSOLE_DIST");
-    for input in ["src", "index.html", "favicon.svg", "build.mjs", "package.json", "package-lock.json", "tsconfig.json"] {
+    for input in ["src", "index.html", "favicon.svg", "build.mjs", "package.json", "package-lock.json", "tsconfig.json"]
+    {
         println!("cargo:rerun-if-changed={}", sources.join(input).display());
     }
 

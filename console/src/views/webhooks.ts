@@ -69,7 +69,13 @@ export function webhooksPage(context: Context): PageView {
     for (const box of filterBoxes) box.checked = config.filters.includes(box.value);
   };
 
-  const loadConfig = async () => show(await context.rest.get<WebhookConfiguration>('/v1/Configuration/Webhooks'));
+  // The form stays disabled until the current settings are in it, so nothing typed before is overwritten.
+  const controls = () => [pre, post, method, ...filterBoxes];
+  for (const control of controls()) control.disabled = true;
+  const loadConfig = async () => {
+    show(await context.rest.get<WebhookConfiguration>('/v1/Configuration/Webhooks'));
+    for (const control of controls()) control.disabled = false;
+  };
 
   const loadDeliveries = async () => {
     const page = await context.rest.get<{ webhook_deliveries: WebhookAttempt[] }>('/palaver/v1/WebhookDeliveries', {
