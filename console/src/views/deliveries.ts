@@ -6,6 +6,7 @@ import { describeError, formatDate, h, replace } from '../dom';
 import type { PageView } from '../main';
 
 interface ReceiptChange {
+  service_sid: string;
   receipt: {
     sid: string;
     conversation_sid: string;
@@ -28,11 +29,11 @@ export function channelDeliveriesPage(context: Context, params: URLSearchParams)
   const rows = h('tbody');
   const addresses = new Map<string, string>();
 
-  const addressOf = async (conversation: string, participant: string): Promise<string> => {
+  const addressOf = async (service: string, conversation: string, participant: string): Promise<string> => {
     const known = addresses.get(participant);
     if (known) return known;
     const p = await context.rest.get<{ messaging_binding: { type: string; address: string } | null; identity: string | null }>(
-      `/v1/Conversations/${conversation}/Participants/${participant}`,
+      `/v1/Services/${service}/Conversations/${conversation}/Participants/${participant}`,
     );
     const label = p.messaging_binding ? `${p.messaging_binding.type} ${p.messaging_binding.address}` : (p.identity ?? participant);
     addresses.set(participant, label);
@@ -52,7 +53,7 @@ export function channelDeliveriesPage(context: Context, params: URLSearchParams)
       page.channel_deliveries.map((change) => {
         const r = change.receipt;
         const recipient = h('td', {}, r.participant_sid);
-        addressOf(r.conversation_sid, r.participant_sid).then((label) => (recipient.textContent = label)).catch(() => {});
+        addressOf(change.service_sid, r.conversation_sid, r.participant_sid).then((label) => (recipient.textContent = label)).catch(() => {});
         const failed = r.status === 'failed' || r.status === 'undelivered';
         return h(
           'tr',
@@ -64,7 +65,7 @@ export function channelDeliveriesPage(context: Context, params: URLSearchParams)
           h(
             'td',
             {},
-            h('a', { href: conversationHash(context.defaultService, r.conversation_sid) }, r.conversation_sid),
+            h('a', { href: conversationHash(change.service_sid, r.conversation_sid) }, r.conversation_sid),
             change.message_index !== null ? ` #${change.message_index}` : '',
             change.message_author ? ` by ${change.message_author}` : '',
           ),

@@ -68,6 +68,8 @@ pub struct WebhookAttempt {
 /// A delivery receipt after one of its changes (`delivery.updated`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ReceiptChange {
+    /// The conversation service of the receipt's conversation.
+    pub service_sid: String,
     /// The receipt, as the realtime protocol's `DeliveryReceiptInfo` (`sid`, `status`, `error_code`, …).
     pub receipt: Value,
     /// The message's index in its conversation.
@@ -159,6 +161,7 @@ impl RecentDeliveries {
                     push(
                         &self.receipts,
                         ReceiptChange {
+                            service_sid: item.event.service_sid.clone(),
                             receipt: receipt.clone(),
                             message_index: data.get("index").and_then(Value::as_i64),
                             message_author: data.get("author").and_then(Value::as_str).map(str::to_owned),
