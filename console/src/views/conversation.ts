@@ -17,68 +17,20 @@ import {
   RealtimeClient,
   realtimeUrl,
 } from '../realtime';
-
-interface Message {
-  sid: string;
-  index: number;
-  author: string | null;
-  body: string | null;
-  subject: string | null;
-  attributes: string;
-  media: MediaDescriptor[];
-  delivery: Record<string, unknown> | null;
-  dateCreated: string;
-}
-
-interface Participant {
-  sid: string;
-  identity: string | null;
-  binding: { type: string; address: string; proxy_address?: string | null } | null;
-  roleSid: string | null;
-  attributes: string;
-  lastRead: number | null;
-  lastReadAt: string | null;
-}
-
-interface Conversation {
-  sid: string;
-  friendlyName: string | null;
-  uniqueName: string | null;
-  attributes: string;
-  state: string;
-  dateUpdated: string;
-}
-
-interface RestMessage {
-  sid: string;
-  index: number;
-  author: string | null;
-  body: string | null;
-  subject?: string | null;
-  attributes: string;
-  media: MediaDescriptor[] | null;
-  delivery: Record<string, unknown> | null;
-  date_created: string;
-}
-
-interface RestParticipant {
-  sid: string;
-  identity: string | null;
-  messaging_binding: Participant['binding'];
-  role_sid: string | null;
-  attributes: string;
-  last_read_message_index: number | null;
-  last_read_timestamp: string | null;
-}
-
-interface RestConversation {
-  sid: string;
-  friendly_name: string | null;
-  unique_name: string | null;
-  attributes: string;
-  state: string;
-  date_updated: string;
-}
+import {
+  type Conversation,
+  type Message,
+  type Participant,
+  type RestConversation,
+  type RestMessage,
+  type RestParticipant,
+  fromConversationInfo,
+  fromMessageInfo,
+  fromParticipantInfo,
+  fromRestConversation,
+  fromRestMessage,
+  fromRestParticipant,
+} from './conversation-model';
 
 const PAGE_SIZE = 30;
 const POLL_MS = 2000;
@@ -641,78 +593,4 @@ function pretty(json: string): string {
   } catch {
     return json;
   }
-}
-
-function fromRestMessage(m: RestMessage): Message {
-  return {
-    sid: m.sid,
-    index: m.index,
-    author: m.author,
-    body: m.body,
-    subject: m.subject ?? null,
-    attributes: m.attributes,
-    media: m.media ?? [],
-    delivery: m.delivery,
-    dateCreated: m.date_created,
-  };
-}
-
-function fromMessageInfo(m: MessageInfo): Message {
-  return {
-    sid: m.sid,
-    index: m.index,
-    author: m.author,
-    body: m.body,
-    subject: m.subject,
-    attributes: m.attributes,
-    media: m.media ?? [],
-    delivery: m.delivery,
-    dateCreated: m.date_created,
-  };
-}
-
-function fromRestParticipant(p: RestParticipant): Participant {
-  return {
-    sid: p.sid,
-    identity: p.identity,
-    binding: p.messaging_binding,
-    roleSid: p.role_sid,
-    attributes: p.attributes,
-    lastRead: p.last_read_message_index,
-    lastReadAt: p.last_read_timestamp,
-  };
-}
-
-function fromParticipantInfo(p: ParticipantInfo): Participant {
-  return {
-    sid: p.sid,
-    identity: p.identity,
-    binding: p.messaging_binding,
-    roleSid: p.role_sid,
-    attributes: p.attributes,
-    lastRead: p.last_read_message_index,
-    lastReadAt: p.last_read_timestamp,
-  };
-}
-
-function fromRestConversation(c: RestConversation): Conversation {
-  return {
-    sid: c.sid,
-    friendlyName: c.friendly_name,
-    uniqueName: c.unique_name,
-    attributes: c.attributes,
-    state: c.state,
-    dateUpdated: c.date_updated,
-  };
-}
-
-function fromConversationInfo(c: ConversationInfo): Conversation {
-  return {
-    sid: c.sid,
-    friendlyName: c.friendly_name,
-    uniqueName: c.unique_name,
-    attributes: c.attributes,
-    state: c.state,
-    dateUpdated: c.date_updated,
-  };
 }
