@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting and lints, the Rust tests (which start real servers on free
 # ports), the conformance suite that drives the server with the real `twilio` Python library, and the suite
-# that drives it with the official `@twilio/conversations` JS SDK (2.6.0 and 3.0.1) under Node.
+# that drives it with the official `@twilio/conversations` JS SDK (2.6.0 and 3.0.1) under Node, and the web
+# console's browser tests (Debian's Chromium, installed with apt-get when missing, driven by playwright-core).
 # It sets up what it needs itself (a Python virtualenv in .venv with the pinned requirements; the npm packages
 # pinned by tests/js-sdk/package-lock.json, cached in .cache/npm).
 set -euo pipefail
@@ -32,3 +33,6 @@ fi
 
 echo "== JS SDK suite (@twilio/conversations 2.6.0 and 3.0.1)"
 PALAVER_BIN="$PWD/target/debug/palaver" tests/js-sdk/run.sh
+
+echo "== web console in Chromium (playwright-core)"
+PALAVER_BIN="$PWD/target/debug/palaver" tests/console/run.sh

@@ -11,12 +11,14 @@
 
 mod auth;
 pub mod channels;
+mod console;
 pub mod error;
 mod form;
 mod gateway;
 mod http;
 pub mod media;
 mod paging;
+pub mod recent;
 mod resources;
 mod scope;
 pub mod token;
@@ -55,6 +57,8 @@ pub struct AppState {
     /// How long a stopping server keeps serving (with `/readyz` answering 503) before it closes realtime
     /// sessions and stops accepting requests, so a load balancer can take it out of rotation first.
     pub drain_delay: std::time::Duration,
+    /// This node's recent webhook attempts and receipt changes, for operators (`/palaver/v1/…Deliveries`).
+    pub recent: Arc<recent::RecentDeliveries>,
 }
 
 /// Why a node could not join a cluster.
@@ -166,6 +170,7 @@ pub async fn open(
         cluster: None,
         draining: Arc::default(),
         drain_delay: std::time::Duration::ZERO,
+        recent: Arc::default(),
     })
 }
 
@@ -215,8 +220,13 @@ pub async fn run(
         webhook_config,
         sender,
         account_sid,
+        state.recent.clone(),
         until_stopped(),
     ));
+    let receipt_follower = tokio::spawn({
+        let (recent, palaver, stopped) = (state.recent.clone(), state.palaver.clone(), until_stopped());
+        async move { recent.follow_receipts(palaver.feed(), stopped).await }
+    });
     let channel_dispatcher = tokio::spawn(channels::run_channel_dispatcher(
         state.palaver.clone(),
         (*state.channels).clone(),
@@ -253,6 +263,7 @@ pub async fn run(
     let _ = feed.await;
     let _ = dispatcher.await;
     let _ = channel_dispatcher.await;
+    let _ = receipt_follower.await;
     if let Some(relay) = relay {
         let _ = relay.await;
     }

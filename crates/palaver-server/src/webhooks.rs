@@ -234,6 +234,7 @@ pub async fn run_dispatcher(
     config: Arc<WebhookConfigCache>,
     sender: WebhookSender,
     account_sid: String,
+    recent: Arc<crate::recent::RecentDeliveries>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -300,7 +301,7 @@ pub async fn run_dispatcher(
         }
         let mut wait = Duration::from_secs(1);
         if outbox_pending {
-            deliver_due(&store, &sender).await;
+            deliver_due(&store, &sender, &recent).await;
             match store.next_webhook_due().await {
                 Ok(Some(due)) => {
                     let now = OffsetDateTime::now_utc();
@@ -364,7 +365,7 @@ async fn plan(
     Ok((!planned.is_empty()).then_some(planned))
 }
 
-async fn deliver_due(store: &Arc<dyn Store>, sender: &WebhookSender) {
+async fn deliver_due(store: &Arc<dyn Store>, sender: &WebhookSender, recent: &crate::recent::RecentDeliveries) {
     let due = match store.due_webhooks(OffsetDateTime::now_utc(), WEBHOOK_LEASE, DELIVERY_BATCH).await {
         Ok(due) => due,
         Err(err) => {
@@ -376,11 +377,15 @@ async fn deliver_due(store: &Arc<dyn Store>, sender: &WebhookSender) {
         let mut params = delivery.request.params.clone();
         params.push(("RetryCount".into(), delivery.attempts.to_string()));
         let outcome = sender.send(&delivery.request.url, delivery.request.method, &params).await;
+        let attempts = delivery.attempts + 1;
+        let retry_at = outcome
+            .is_err()
+            .then(|| (attempts < MAX_ATTEMPTS).then(|| OffsetDateTime::now_utc() + backoff(attempts)))
+            .flatten();
+        recent.webhook_attempted(crate::recent::WebhookAttempt::of(&delivery, attempts, &outcome, retry_at));
         let recorded = match outcome {
             Ok(_) => store.webhook_delivered(delivery.id).await,
             Err(err) => {
-                let attempts = delivery.attempts + 1;
-                let retry_at = (attempts < MAX_ATTEMPTS).then(|| OffsetDateTime::now_utc() + backoff(attempts));
                 tracing::info!(url = %delivery.request.url, attempts, %err, "webhook delivery failed");
                 store.webhook_failed(delivery.id, retry_at, err.to_string()).await
             }

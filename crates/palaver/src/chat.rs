@@ -20,6 +20,7 @@ commands:
   /attributes JSON      replace the conversation's attributes
   /history              show older messages (repeat to go further back)
   /read                 mark everything read
+  /typing               tell the others you are typing (sending a message does too)
   /unread               show the unread count
   /list                 your conversations
   /switch SID|NAME      go to another conversation (joining it if needed)
@@ -177,6 +178,7 @@ pub(crate) async fn run(url: &str, token: &str, conversation: Option<&str>) -> R
                         say("* no older messages");
                     }
                 },
+                ("typing", Some(conv)) => conv.typing().await?,
                 ("read", Some(conv)) => {
                     let unread = conv.set_all_messages_read().await?;
                     say(format!("* unread: {unread}"));

@@ -8,6 +8,7 @@ mod configuration;
 mod conversations;
 mod media;
 mod messages;
+mod palaver;
 mod participant_conversations;
 mod participants;
 mod roles;
@@ -116,6 +117,8 @@ pub fn router(state: AppState) -> Router {
         .route("/mcs/v1/Services/{service}/Media/{media}/Content", get(media::content))
         .route("/mcs/v1/Services/{service}/MediaSet", post(media::media_set))
         .merge(api)
+        .merge(palaver::routes(state.clone()))
+        .merge(crate::console::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(crate::error::name_missing_resource))
         .with_state(state)

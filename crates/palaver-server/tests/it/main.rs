@@ -2,6 +2,7 @@
 
 mod api;
 mod channels;
+mod console;
 mod conversations;
 mod errors;
 mod hardening;
