@@ -69,6 +69,10 @@ class PalaverServer:
             PALAVER_AUTH_TOKEN=self.auth_token,
             PALAVER_ENFORCE_TIMER_MINIMUMS="false",
             PALAVER_LOG="warn",
+            # The suite sets up faster than any client should write; the rate tests turn the rates back on.
+            PALAVER_CONVERSATION_RATE="0",
+            PALAVER_SERVICE_RATE="0",
+            PALAVER_CONNECTION_RATE="0",
         )
         env.update(self.cluster_env)
         env.update(self.extra_env)

@@ -23,6 +23,11 @@ pub enum ErrorCode {
     Forbidden,
     /// 20404: the resource does not exist.
     NotFound,
+    /// 20408: the request took too long to arrive (Palaver's number, after Twilio's 20xxx-for-HTTP-status
+    /// pattern: Twilio has none for this).
+    RequestTimeout,
+    /// 20413: the request body is larger than the server accepts (Palaver's number, as for 20408).
+    PayloadTooLarge,
     /// 20429: too many requests; safe to retry with backoff.
     TooManyRequests,
     /// 20500: an internal failure the caller cannot fix.
@@ -66,6 +71,8 @@ impl ErrorCode {
             Self::AccessTokenExpired => 20104,
             Self::Forbidden => 20403,
             Self::NotFound => 20404,
+            Self::RequestTimeout => 20408,
+            Self::PayloadTooLarge => 20413,
             Self::TooManyRequests => 20429,
             Self::InternalError => 20500,
             Self::UserAlreadyExists => 50201,
@@ -94,6 +101,8 @@ impl ErrorCode {
             | Self::UserAlreadyExists
             | Self::ParticipantAlreadyExists
             | Self::BindingAlreadyExists => 409,
+            Self::RequestTimeout => 408,
+            Self::PayloadTooLarge => 413,
             Self::TooManyRequests => 429,
             Self::InternalError => 500,
             Self::NotAParticipant | Self::Forbidden => 403,

@@ -370,6 +370,9 @@ pub struct RealtimeError {
     pub message: String,
     /// The HTTP status the REST API would have answered with.
     pub status: u16,
+    /// For 20429 (too many requests): how long to wait before retrying, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 /// A stored event, in the order of its stream.

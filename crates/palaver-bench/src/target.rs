@@ -359,6 +359,13 @@ async fn start_server(
         .env("PALAVER_ACCOUNT_SID", target.account_sid.as_str())
         .env("PALAVER_AUTH_TOKEN", &target.auth_token)
         .env("PALAVER_LOG", log)
+        // A benchmark is one client sending as fast as the server takes it, over thousands of connections from one
+        // address: the limits that protect a server from such a client are off.
+        .env("PALAVER_CONVERSATION_RATE", "0")
+        .env("PALAVER_SERVICE_RATE", "0")
+        .env("PALAVER_CONNECTION_RATE", "0")
+        .env("PALAVER_MAX_CONNECTIONS_PER_IP", "0")
+        .env("PALAVER_MAX_SESSIONS_PER_IDENTITY", "0")
         .env_remove("PALAVER_DATABASE_URL")
         .env_remove("PALAVER_NATS_URL")
         .stdout(Stdio::piped())

@@ -741,9 +741,21 @@ impl ClientInner {
             .await
             .map_err(|_| ClientError::TransportUnavailable)?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if (200..300).contains(&status) {
             return Ok(body);
+        }
+        if let (429, Some(retry_after)) = (status, retry_after) {
+            return Err(ClientError::RateLimited {
+                code: body["code"].as_u64().unwrap_or(20429) as u32,
+                message: body["message"].as_str().unwrap_or("too many requests").to_string(),
+                retry_after,
+            });
         }
         Err(ClientError::Server {
             code: body["code"].as_u64().unwrap_or(u64::from(status)) as u32,

@@ -19,6 +19,18 @@ pub enum ClientError {
         /// The HTTP status the REST API would have answered with.
         status: u16,
     },
+    /// The server refused the request because the caller is going too fast (code 20429): the conversation or
+    /// service took more actions this second than its rate allows, or this connection sent more requests than
+    /// its rate. Nothing was changed; retry after `retry_after`.
+    #[error("too many requests (code {code}): {message}; retry after {retry_after:?}")]
+    RateLimited {
+        /// 20429.
+        code: u32,
+        /// What the server said.
+        message: String,
+        /// How long to wait before trying again.
+        retry_after: std::time::Duration,
+    },
     /// An argument was rejected before anything was sent.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -82,7 +94,7 @@ impl ClientError {
     /// The server's error code, for [`ClientError::Server`].
     pub fn code(&self) -> Option<u32> {
         match self {
-            Self::Server { code, .. } => Some(*code),
+            Self::Server { code, .. } | Self::RateLimited { code, .. } => Some(*code),
             _ => None,
         }
     }
@@ -96,6 +108,14 @@ impl ClientError {
         }
     }
 
+    /// How long to wait before retrying, when the server said the caller is going too fast.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
     /// True for failures of the connection rather than of the request (worth retrying later).
     pub fn is_transport(&self) -> bool {
         matches!(self, Self::TransportUnavailable | Self::Timeout | Self::Connect { .. })
@@ -104,7 +124,14 @@ impl ClientError {
 
 impl From<RealtimeError> for ClientError {
     fn from(err: RealtimeError) -> Self {
-        Self::Server { code: err.code, message: err.message, status: err.status }
+        match err.retry_after_ms {
+            Some(ms) if err.status == 429 => Self::RateLimited {
+                code: err.code,
+                message: err.message,
+                retry_after: std::time::Duration::from_millis(ms),
+            },
+            _ => Self::Server { code: err.code, message: err.message, status: err.status },
+        }
     }
 }
 

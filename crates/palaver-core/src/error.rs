@@ -41,6 +41,15 @@ pub enum Error {
     /// A pre-event webhook refused the action.
     #[error("the action was rejected by a pre-event webhook: {0}")]
     RejectedByWebhook(String),
+    /// The caller changed one conversation (or one service) faster than the action rate allows; safe to retry
+    /// after `retry_after`.
+    #[error("too many actions on this {scope} in a second; retry after {} ms", retry_after.as_millis().max(1))]
+    RateLimited {
+        /// What the rate counts.
+        scope: RateScope,
+        /// How long until the next action is allowed.
+        retry_after: std::time::Duration,
+    },
     /// The storage backend failed; the caller cannot fix this.
     #[error("storage failure: {0}")]
     Storage(String),
@@ -50,6 +59,24 @@ impl Error {
     /// A not-found error for `kind` looked up by `id`.
     pub fn not_found(kind: ResourceKind, id: impl fmt::Display) -> Self {
         Self::NotFound { kind, id: id.to_string() }
+    }
+}
+
+/// What an action rate counts (see [`crate::limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateScope {
+    /// Changes to one conversation.
+    Conversation,
+    /// Creations and deletions in one service.
+    Service,
+}
+
+impl fmt::Display for RateScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Conversation => "conversation",
+            Self::Service => "service",
+        })
     }
 }
 

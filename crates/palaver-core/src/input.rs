@@ -28,8 +28,12 @@ pub const MAX_NON_CHAT_PARTICIPANTS: usize = 50;
 /// Participants in one ConversationWithParticipants request.
 pub const MAX_PARTICIPANTS_PER_REQUEST: usize = 10;
 
+/// How deeply attribute JSON may nest arrays and objects. Applications keep flat data there; deeper documents
+/// only cost stack and time wherever attributes are parsed (webhooks, events, SDKs).
+pub const MAX_ATTRIBUTE_DEPTH: usize = 32;
+
 /// JSON text stored as given (the API echoes attributes back as the same string), checked to be valid JSON
-/// and within a size limit.
+/// and within size and nesting limits.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Attributes(String);
 
@@ -43,6 +47,13 @@ impl Attributes {
             return Err(InvalidInput::new(
                 field,
                 format!("{} bytes is more than the limit of {max_bytes} bytes", raw.len()),
+            ));
+        }
+        let depth = json_depth(raw);
+        if depth > MAX_ATTRIBUTE_DEPTH {
+            return Err(InvalidInput::new(
+                field,
+                format!("nests {depth} levels deep, more than the limit of {MAX_ATTRIBUTE_DEPTH}"),
             ));
         }
         if serde_json::from_str::<serde::de::IgnoredAny>(raw).is_err() {
@@ -70,6 +81,28 @@ impl Attributes {
     pub fn into_string(self) -> String {
         self.0
     }
+}
+
+/// The deepest nesting of arrays and objects in JSON text (brackets inside strings do not count). Read before
+/// parsing, so a document too deep for the parser is refused for what it is.
+fn json_depth(text: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for byte in text.bytes() {
+        match (in_string, escaped, byte) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_string = false,
+            (true, false, _) => {}
+            (false, _, b'"') => in_string = true,
+            (false, _, b'[' | b'{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
+            (false, _, _) => {}
+        }
+    }
+    deepest
 }
 
 impl Default for Attributes {
@@ -343,6 +376,20 @@ impl NotificationLevel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attributes_nest_at_most_the_limit() {
+        let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(Attributes::parse("Attributes", &nested(MAX_ATTRIBUTE_DEPTH), 1 << 20).is_ok());
+        let too_deep = Attributes::parse("Attributes", &nested(MAX_ATTRIBUTE_DEPTH + 1), 1 << 20).unwrap_err();
+        assert!(too_deep.to_string().contains("33 levels deep"), "{too_deep}");
+        // Far deeper than the JSON parser goes: refused for its depth, not as "invalid JSON".
+        let abyss = Attributes::parse("Attributes", &"{\"a\":".repeat(5000), 1 << 20).unwrap_err();
+        assert!(abyss.to_string().contains("levels deep"), "{abyss}");
+        // Brackets in strings, escaped quotes included, do not count.
+        let text = format!(r#"{{"k": "{}\"{}"}}"#, "[".repeat(100), "{".repeat(100));
+        assert!(Attributes::parse("Attributes", &text, 1 << 20).is_ok(), "{text}");
+    }
 
     #[test]
     fn durations_parse_in_seconds() {

@@ -20,6 +20,7 @@ pub mod error;
 pub mod event;
 pub mod feed;
 pub mod input;
+pub mod limits;
 pub mod media;
 pub mod model;
 pub mod routing;

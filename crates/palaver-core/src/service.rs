@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
-use crate::error::{Error, InvalidInput, Limit, Result};
+use crate::error::{Error, InvalidInput, Limit, RateScope, Result};
 use crate::event::Origin;
 use crate::input::*;
 use crate::model::*;
@@ -240,6 +240,8 @@ pub struct Palaver {
     peers: Option<Arc<dyn crate::cluster::Peers>>,
     /// Who the calls through this handle act for; recorded on every event they cause.
     origin: Origin,
+    /// How many changes clients may make per second, per conversation and per service.
+    rates: Arc<crate::limits::ActionRates>,
 }
 
 impl Palaver {
@@ -257,7 +259,38 @@ impl Palaver {
             pre_hooks: None,
             peers: None,
             origin: Origin::system(),
+            rates: Arc::default(),
         }
+    }
+
+    /// Enforces `rates` on the changes clients make from now on (none are enforced by default). Set it before
+    /// handing out clones: they keep the rates they were cloned with.
+    pub fn with_action_rates(mut self, rates: crate::limits::ActionRates) -> Self {
+        self.rates = Arc::new(rates);
+        self
+    }
+
+    /// Whether changes made through this handle count against the action rates: those of REST callers and SDK
+    /// users, not Palaver's own (timers) nor inbound channel traffic, whose gateways do not retry a refusal.
+    fn rate_limited(&self) -> bool {
+        matches!(self.origin.source, crate::event::Source::Api | crate::event::Source::Sdk)
+    }
+
+    /// Counts one change to `conv` against the per-conversation rate.
+    fn charge_conversation(&self, service: &ServiceSid, conv: &ConversationRef) -> Result<()> {
+        let Some(rate) = self.rates.conversation.as_ref().filter(|_| self.rate_limited()) else { return Ok(()) };
+        // A unique name is counted apart from its SID: resolving it first would cost a read per change.
+        let key = match conv {
+            ConversationRef::Sid(sid) => sid.to_string(),
+            ConversationRef::UniqueName(name) => format!("{service}/{name}"),
+        };
+        rate.take(&key).map_err(|retry_after| Error::RateLimited { scope: RateScope::Conversation, retry_after })
+    }
+
+    /// Counts one change in `service` against the per-service rate.
+    fn charge_service(&self, service: &ServiceSid) -> Result<()> {
+        let Some(rate) = self.rates.service.as_ref().filter(|_| self.rate_limited()) else { return Ok(()) };
+        rate.take(service.as_str()).map_err(|retry_after| Error::RateLimited { scope: RateScope::Service, retry_after })
     }
 
     /// Offers an action to the pre-event webhooks. Only SDK actions are offered (REST actions never fire
@@ -576,6 +609,7 @@ impl Palaver {
         create: CreateConversation,
         participants: Vec<AddParticipant>,
     ) -> Result<(Conversation, Vec<Participant>)> {
+        self.charge_service(service)?;
         if participants.len() > MAX_PARTICIPANTS_PER_REQUEST {
             return Err(Error::LimitExceeded(Limit::ParticipantsPerRequest(MAX_PARTICIPANTS_PER_REQUEST)));
         }
@@ -626,6 +660,7 @@ impl Palaver {
         conv: &ConversationRef,
         mut patch: ConversationPatch,
     ) -> Result<Conversation> {
+        self.charge_conversation(service, conv)?;
         patch.now = Some(self.now());
         let renames = patch.unique_name.is_some();
         let updated = self.store.update_conversation(service, conv, patch, &self.origin).await?;
@@ -641,6 +676,7 @@ impl Palaver {
     /// # Errors
     /// When it does not exist.
     pub async fn delete_conversation(&self, service: &ServiceSid, conv: &ConversationRef) -> Result<()> {
+        self.charge_service(service)?;
         self.store.delete_conversation(service, conv, self.now(), &self.origin).await?;
         self.access_changed();
         Ok(())
@@ -656,6 +692,7 @@ impl Palaver {
         conv: &ConversationRef,
         add: AddParticipant,
     ) -> Result<Participant> {
+        self.charge_conversation(service, conv)?;
         if let Some(role) = &add.role_sid {
             self.check_role(service, role, RoleKind::Conversation, "RoleSid").await?;
         }
@@ -700,6 +737,7 @@ impl Palaver {
         p: &ParticipantRef,
         mut patch: ParticipantPatch,
     ) -> Result<Participant> {
+        self.charge_conversation(service, conv)?;
         if let Some(role) = &patch.role_sid {
             self.check_role(service, role, RoleKind::Conversation, "RoleSid").await?;
         }
@@ -734,6 +772,7 @@ impl Palaver {
         conv: &ConversationRef,
         p: &ParticipantRef,
     ) -> Result<()> {
+        self.charge_conversation(service, conv)?;
         self.store.remove_participant(service, conv, p, self.now(), &self.origin).await?;
         self.access_changed();
         Ok(())
@@ -749,6 +788,7 @@ impl Palaver {
         conv: &ConversationRef,
         post: PostMessage,
     ) -> Result<Message> {
+        self.charge_conversation(service, conv)?;
         if let Some(body) = &post.body {
             if body.len() > MAX_CHAT_BODY_BYTES {
                 return Err(InvalidInput::new(
@@ -857,6 +897,7 @@ impl Palaver {
         sid: &MessageSid,
         mut patch: MessagePatch,
     ) -> Result<Message> {
+        self.charge_conversation(service, conv)?;
         if let Some(body) = &patch.body
             && body.len() > MAX_CHAT_BODY_BYTES
         {
@@ -875,6 +916,7 @@ impl Palaver {
     /// # Errors
     /// When it does not exist or the conversation is closed.
     pub async fn delete_message(&self, service: &ServiceSid, conv: &ConversationRef, sid: &MessageSid) -> Result<()> {
+        self.charge_conversation(service, conv)?;
         self.store.delete_message(service, conv, sid, self.now(), &self.origin).await
     }
 
@@ -883,6 +925,7 @@ impl Palaver {
     /// # Errors
     /// When the identity is taken.
     pub async fn create_user(&self, service: &ServiceSid, create: CreateUser) -> Result<User> {
+        self.charge_service(service)?;
         if let Some(role) = &create.role_sid {
             self.check_role(service, role, RoleKind::Service, "RoleSid").await?;
         }
@@ -918,6 +961,7 @@ impl Palaver {
     /// # Errors
     /// When it does not exist or the role is not a service role.
     pub async fn update_user(&self, service: &ServiceSid, user: &UserRef, mut patch: UserPatch) -> Result<User> {
+        self.charge_service(service)?;
         if let Some(role) = &patch.role_sid {
             self.check_role(service, role, RoleKind::Service, "RoleSid").await?;
         }
@@ -935,6 +979,7 @@ impl Palaver {
     /// # Errors
     /// When it does not exist.
     pub async fn delete_user(&self, service: &ServiceSid, user: &UserRef) -> Result<()> {
+        self.charge_service(service)?;
         self.store.delete_user(service, user, self.now(), &self.origin).await?;
         self.access_changed();
         Ok(())
@@ -1023,6 +1068,7 @@ impl Palaver {
         kind: RoleKind,
         permissions: Vec<String>,
     ) -> Result<Role> {
+        self.charge_service(service)?;
         let permissions = check_permissions(permissions)?;
         self.store
             .create_role(
@@ -1059,6 +1105,7 @@ impl Palaver {
     /// # Errors
     /// When it does not exist or a permission is unknown.
     pub async fn update_role(&self, service: &ServiceSid, sid: &RoleSid, permissions: Vec<String>) -> Result<Role> {
+        self.charge_service(service)?;
         let permissions = check_permissions(permissions)?;
         let updated = self.store.update_role(service, sid, permissions, self.now()).await?;
         self.access_changed();
@@ -1070,6 +1117,7 @@ impl Palaver {
     /// # Errors
     /// When it does not exist or is still in use.
     pub async fn delete_role(&self, service: &ServiceSid, sid: &RoleSid) -> Result<()> {
+        self.charge_service(service)?;
         self.store.delete_role(service, sid).await?;
         self.access_changed();
         Ok(())

@@ -14,6 +14,8 @@ pub struct ApiError {
     /// A looked-up resource does not exist: the REST layer names the requested path in the message, as
     /// Twilio does (see [`name_missing_resource`]).
     missing_resource: bool,
+    /// For a rate refusal: when to try again (`Retry-After`).
+    retry_after: Option<std::time::Duration>,
 }
 
 /// Marks a response that reports a missing resource, for [`name_missing_resource`].
@@ -23,7 +25,17 @@ struct MissingResource;
 impl ApiError {
     /// A failure with `code` and `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), missing_resource: false }
+        Self { code, message: message.into(), missing_resource: false, retry_after: None }
+    }
+
+    /// Too many requests: 429 / 20429, to be retried after `retry_after`.
+    pub fn rate_limited(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        Self { retry_after: Some(retry_after), ..Self::new(ErrorCode::TooManyRequests, message) }
+    }
+
+    /// When the caller may try again, for a rate refusal.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after
     }
 
     /// A malformed parameter.
@@ -34,9 +46,8 @@ impl ApiError {
     /// A resource that does not exist; `path` is how it was asked for (`/Conversations/CH…`).
     pub fn not_found(path: impl std::fmt::Display) -> Self {
         Self {
-            code: ErrorCode::NotFound,
-            message: format!("The requested resource {path} was not found"),
             missing_resource: true,
+            ..Self::new(ErrorCode::NotFound, format!("The requested resource {path} was not found"))
         }
     }
 }
@@ -48,6 +59,7 @@ impl ApiError {
             code: self.code.number(),
             message: self.message.clone(),
             status: self.code.http_status(),
+            retry_after_ms: self.retry_after.map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1)),
         }
     }
 }
@@ -84,6 +96,7 @@ impl From<Error> for ApiError {
             Error::RejectedByWebhook(_) => ErrorCode::Forbidden,
             Error::MediaTooLarge(_) => ErrorCode::MediaTooLarge,
             Error::Invalid(invalid) => return invalid.clone().into(),
+            Error::RateLimited { retry_after, .. } => return Self::rate_limited(message, *retry_after),
             Error::Storage(detail) => {
                 tracing::error!(%detail, "storage failure");
                 return Self::new(ErrorCode::InternalError, "An internal error occurred; the request was not applied");
@@ -100,6 +113,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         if self.missing_resource {
             response.extensions_mut().insert(MissingResource);
+        }
+        if let Some(wait) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, retry_after_seconds(wait).into());
         }
         response
     }
@@ -120,6 +136,12 @@ pub(crate) async fn name_missing_resource(request: axum::extract::Request, next:
 /// A request path as Twilio's messages name it: without the `/v1` version prefix.
 pub(crate) fn resource_path(path: &str) -> &str {
     path.strip_prefix("/v1").filter(|rest| rest.starts_with('/')).unwrap_or(path)
+}
+
+/// `Retry-After` in whole seconds (the header has no fractions), rounded up so a client that waits that long
+/// is allowed again.
+pub(crate) fn retry_after_seconds(wait: std::time::Duration) -> u64 {
+    wait.as_secs().saturating_add(u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 /// Result of a handler.

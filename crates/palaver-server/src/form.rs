@@ -6,20 +6,42 @@ use axum::extract::{FromRequest, Request};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::AppState;
 use crate::error::ApiError;
 
 /// The decoded fields of a form body, in order.
 #[derive(Debug, Default)]
 pub(crate) struct FormFields(Vec<(String, String)>);
 
-impl<S: Send + Sync> FromRequest<S> for FormFields {
+impl FromRequest<AppState> for FormFields {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes =
-            Bytes::from_request(req, state).await.map_err(|e| ApiError::invalid("request body", e.body_text()))?;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(body_rejection)?;
+        check_field_count(&bytes, state.limits.max_form_fields)?;
         Self::parse(&bytes)
     }
+}
+
+/// A body that could not be read: too large (413), or cut off.
+pub(crate) fn body_rejection(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(palaver_api::ErrorCode::PayloadTooLarge, "The request body is larger than the server accepts")
+    } else {
+        ApiError::invalid("request body", rejection.body_text())
+    }
+}
+
+/// Refuses a form body or query string with more than `max` fields, before decoding any of them.
+///
+/// # Errors
+/// 400 naming the limit.
+pub(crate) fn check_field_count(encoded: &[u8], max: usize) -> Result<(), ApiError> {
+    let fields = encoded.split(|b| *b == b'&').filter(|field| !field.is_empty()).count();
+    if fields > max {
+        return Err(ApiError::invalid("request", format!("{fields} fields is more than the limit of {max}")));
+    }
+    Ok(())
 }
 
 impl FormFields {

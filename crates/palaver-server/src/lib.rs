@@ -16,6 +16,8 @@ pub mod error;
 mod form;
 mod gateway;
 mod http;
+pub mod limits;
+mod listener;
 pub mod media;
 mod paging;
 pub mod recent;
@@ -59,6 +61,11 @@ pub struct AppState {
     pub drain_delay: std::time::Duration,
     /// This node's recent webhook attempts and receipt changes, for operators (`/palaver/v1/…Deliveries`).
     pub recent: Arc<recent::RecentDeliveries>,
+    /// Rates, caps and timeouts that keep one client from taking the server from the others (set them with
+    /// [`AppState::with_limits`]).
+    pub limits: Arc<limits::ServerLimits>,
+    /// Open realtime sessions per user, for [`limits::ServerLimits::max_sessions_per_identity`].
+    pub sessions: Arc<limits::SessionsPerIdentity>,
 }
 
 /// Why a node could not join a cluster.
@@ -73,6 +80,14 @@ pub enum ClusterSetupError {
 }
 
 impl AppState {
+    /// Applies `limits`: the action rates to the domain, the rest to the server. Call before [`run`] and before
+    /// cloning the state.
+    pub fn with_limits(mut self, limits: limits::ServerLimits) -> Self {
+        self.palaver = self.palaver.clone().with_action_rates(limits.action_rates());
+        self.limits = Arc::new(limits);
+        self
+    }
+
     /// Joins the cluster whose nodes talk over the NATS server(s) at `nats_url`, on subjects starting with
     /// `subject_prefix`: from then on this node relays its commits, typing and cache invalidations to the
     /// others and hears theirs. Call before [`run`].
@@ -171,7 +186,10 @@ pub async fn open(
         draining: Arc::default(),
         drain_delay: std::time::Duration::ZERO,
         recent: Arc::default(),
-    })
+        limits: Arc::default(),
+        sessions: Arc::default(),
+    }
+    .with_limits(limits::ServerLimits::default()))
 }
 
 /// Serves the REST API on `listener` until `shutdown` completes, then finishes in-flight requests and returns.
@@ -236,6 +254,7 @@ pub async fn run(
     ));
     let draining = state.draining.clone();
     let drain_delay = state.drain_delay;
+    let limits = state.limits.clone();
     let app: Router = router(state);
     let signal = async move {
         shutdown.await;
@@ -249,14 +268,7 @@ pub async fn run(
         // does not wait on them.
         let _ = stopping.send(true);
     };
-    // Without TCP_NODELAY a reply written right after an event frame waits for the client's delayed ACK
-    // (40 ms on Linux): every request/answer exchange of a lone client would pay it.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(%err, "could not set TCP_NODELAY");
-        }
-    });
-    let served = axum::serve(listener, app).with_graceful_shutdown(signal).await;
+    let served = listener::serve(listener, app, limits, signal).await;
     // Also when serving failed rather than being asked to stop.
     let _ = stop_background.send(true);
     let _ = scheduler.await;

@@ -6,6 +6,7 @@ use axum::http::request::Parts;
 use palaver_api::rest::{ListPage, PageMeta, PageToken};
 use palaver_core::store::{Cursor, Page, PageQuery};
 
+use crate::AppState;
 use crate::error::ApiError;
 use crate::scope::origin_of;
 
@@ -17,11 +18,13 @@ pub(crate) struct ListQuery {
     params: Vec<(String, String)>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
+impl FromRequestParts<AppState> for ListQuery {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let params = serde_urlencoded::from_str::<Vec<(String, String)>>(parts.uri.query().unwrap_or(""))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        crate::form::check_field_count(query.as_bytes(), state.limits.max_form_fields)?;
+        let params = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
             .map_err(|e| ApiError::invalid("query string", e))?;
         Ok(Self { origin: origin_of(parts), path: parts.uri.path().to_string(), params })
     }

@@ -20,6 +20,7 @@ pub struct TestServer {
     settings: Settings,
     api_key: Option<(ApiKeySid, String)>,
     realtime: palaver_server::RealtimeLimits,
+    limits: palaver_server::limits::ServerLimits,
     channels: palaver_server::channels::ChannelSettings,
     data_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -49,12 +50,26 @@ impl TestServer {
             settings: Settings { enforce_timer_minimums: false, ..Settings::default() },
             api_key: None,
             realtime: palaver_server::RealtimeLimits::default(),
+            limits: palaver_server::limits::ServerLimits::without_rates(),
             channels: palaver_server::channels::ChannelSettings::default(),
             data_dir,
             stop: None,
             task: None,
         };
         server.realtime = realtime;
+        server.start(None).await;
+        server
+    }
+
+    /// Starts a server with `limits` instead of the tests' default (the server's defaults without rates, so
+    /// that tests may write as fast as they like).
+    ///
+    /// # Panics
+    /// When the server cannot start.
+    pub async fn spawn_with_limits(limits: palaver_server::limits::ServerLimits) -> Self {
+        let mut server = Self::spawn().await;
+        server.stop().await;
+        server.limits = limits;
         server.start(None).await;
         server
     }
@@ -78,6 +93,7 @@ impl TestServer {
             .await
             .expect("open the test server's storage");
         state.realtime = self.realtime;
+        let mut state = state.with_limits(self.limits.clone());
         if self.api_key.is_none() {
             let key = state
                 .palaver

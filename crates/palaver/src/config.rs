@@ -66,6 +66,143 @@ pub(crate) struct ServeArgs {
     /// sending traffic) before closing realtime sessions and finishing in-flight requests.
     #[arg(long, env = "PALAVER_DRAIN_SECONDS")]
     drain_seconds: Option<f64>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// The limits of `palaver serve` (README, "Limits"); in a TOML config they go in a `[limits]` table. A rate or
+/// cap of 0 turns it off.
+#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitArgs {
+    /// Changes per second to one conversation by REST callers and SDK users (Twilio's 30), answered 429 beyond.
+    #[arg(long, env = "PALAVER_CONVERSATION_RATE")]
+    conversation_rate: Option<f64>,
+    /// Conversation, user and role creations/deletions per second in one service (Twilio's 30).
+    #[arg(long, env = "PALAVER_SERVICE_RATE")]
+    service_rate: Option<f64>,
+    /// Requests per second on one HTTP connection or realtime socket (bursts of five seconds' worth allowed).
+    #[arg(long, env = "PALAVER_CONNECTION_RATE")]
+    connection_rate: Option<f64>,
+    /// Open connections from one IP address (behind a load balancer: raise it, or 0).
+    #[arg(long, env = "PALAVER_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<usize>,
+    /// Open realtime sessions of one identity in one service.
+    #[arg(long, env = "PALAVER_MAX_SESSIONS_PER_IDENTITY")]
+    max_sessions_per_identity: Option<usize>,
+    /// Request body bytes (media uploads have the media limits instead).
+    #[arg(long, env = "PALAVER_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Fields in one form body or query string.
+    #[arg(long, env = "PALAVER_MAX_FORM_FIELDS")]
+    max_form_fields: Option<usize>,
+    /// Bytes of a request's line and headers.
+    #[arg(long, env = "PALAVER_MAX_HEADER_BYTES")]
+    max_header_bytes: Option<usize>,
+    /// Bytes of one WebSocket message from a client.
+    #[arg(long, env = "PALAVER_MAX_FRAME_BYTES")]
+    max_frame_bytes: Option<usize>,
+    /// Seconds a client has to send a request's headers; also how long an idle keep-alive connection stays.
+    #[arg(long, env = "PALAVER_HEADER_READ_TIMEOUT")]
+    header_read_timeout: Option<f64>,
+    /// Seconds a request, body included, may take before it is answered 408.
+    #[arg(long, env = "PALAVER_REQUEST_TIMEOUT")]
+    request_timeout: Option<f64>,
+}
+
+impl LimitArgs {
+    /// These limits, each falling back to `file`'s, then to the default.
+    fn resolve(self, file: Option<LimitArgs>) -> Result<palaver_server::limits::ServerLimits> {
+        use palaver_core::limits::RateLimit;
+        let file = file.unwrap_or_default();
+        let defaults = palaver_server::limits::ServerLimits::default();
+        let rate = |name: &str, given: Option<f64>, default: Option<RateLimit>, shape: fn(f64) -> RateLimit| match given
+        {
+            None => Ok(default),
+            Some(0.0) => Ok(None),
+            Some(r) if r.is_finite() && r > 0.0 && r <= 1e9 => Ok(Some(shape(r))),
+            Some(r) => bail!("--{name} must be a number of actions per second, or 0 for none (got {r})"),
+        };
+        let cap = |given: Option<usize>, default: Option<usize>| match given {
+            None => default,
+            Some(0) => None,
+            Some(n) => Some(n),
+        };
+        let size = |name: &str, given: Option<usize>, default: usize, min: usize| match given {
+            None => Ok(default),
+            Some(n) if n >= min => Ok(n),
+            Some(n) => bail!("--{name} must be at least {min} (got {n})"),
+        };
+        let seconds = |name: &str, given: Option<f64>, default: std::time::Duration| match given {
+            None => Ok(default),
+            Some(s) => std::time::Duration::try_from_secs_f64(s)
+                .ok()
+                .filter(|d| *d >= std::time::Duration::from_millis(100) && d.as_secs() <= 86_400)
+                .ok_or_else(|| anyhow::anyhow!("--{name} must be between 0.1 and 86400 seconds (got {s})")),
+        };
+        Ok(palaver_server::limits::ServerLimits {
+            conversation_rate: rate(
+                "conversation-rate",
+                self.conversation_rate.or(file.conversation_rate),
+                defaults.conversation_rate,
+                RateLimit::per_second,
+            )?,
+            service_rate: rate(
+                "service-rate",
+                self.service_rate.or(file.service_rate),
+                defaults.service_rate,
+                RateLimit::per_second,
+            )?,
+            connection_rate: rate(
+                "connection-rate",
+                self.connection_rate.or(file.connection_rate),
+                defaults.connection_rate,
+                palaver_server::limits::connection_rate,
+            )?,
+            max_connections_per_ip: cap(
+                self.max_connections_per_ip.or(file.max_connections_per_ip),
+                defaults.max_connections_per_ip,
+            ),
+            max_sessions_per_identity: cap(
+                self.max_sessions_per_identity.or(file.max_sessions_per_identity),
+                defaults.max_sessions_per_identity,
+            ),
+            max_body_bytes: size(
+                "max-body-bytes",
+                self.max_body_bytes.or(file.max_body_bytes),
+                defaults.max_body_bytes,
+                1024,
+            )?,
+            max_form_fields: size(
+                "max-form-fields",
+                self.max_form_fields.or(file.max_form_fields),
+                defaults.max_form_fields,
+                16,
+            )?,
+            max_header_bytes: size(
+                "max-header-bytes",
+                self.max_header_bytes.or(file.max_header_bytes),
+                defaults.max_header_bytes,
+                8192,
+            )?,
+            max_frame_bytes: size(
+                "max-frame-bytes",
+                self.max_frame_bytes.or(file.max_frame_bytes),
+                defaults.max_frame_bytes,
+                16 * 1024,
+            )?,
+            header_read_timeout: seconds(
+                "header-read-timeout",
+                self.header_read_timeout.or(file.header_read_timeout),
+                defaults.header_read_timeout,
+            )?,
+            request_timeout: seconds(
+                "request-timeout",
+                self.request_timeout.or(file.request_timeout),
+                defaults.request_timeout,
+            )?,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,6 +224,7 @@ struct FileConfig {
     nats: Option<String>,
     nats_subject_prefix: Option<String>,
     drain_seconds: Option<f64>,
+    limits: Option<LimitArgs>,
 }
 
 /// The resolved settings.
@@ -103,6 +241,7 @@ pub(crate) struct Settings {
     pub(crate) nats: Option<String>,
     pub(crate) nats_subject_prefix: String,
     pub(crate) drain_delay: std::time::Duration,
+    pub(crate) limits: palaver_server::limits::ServerLimits,
 }
 
 impl Settings {
@@ -134,6 +273,7 @@ impl Settings {
             public_url: args.public_url.or(file.public_url),
         };
         Ok(Self {
+            limits: args.limits.resolve(file.limits)?,
             channels,
             media_store_url: args.media_store_url.or(file.media_store_url),
             database: args.database.or(file.database),

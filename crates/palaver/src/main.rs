@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Mint an access token for the realtime API (for development and scripts).
     Token {
         /// The user the token is for.
@@ -216,7 +216,7 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve(Settings::resolve(args)?).await,
+            Command::Serve(args) => serve(Settings::resolve(*args)?).await,
             Command::Keys { action, data_dir, database } => keys(action, &data_dir, database.as_deref()).await,
             Command::Migrate { database, data_dir } => migrate(database.as_deref(), &data_dir).await,
             Command::Import { from, database } => import(&from, &database).await,
@@ -246,6 +246,7 @@ async fn serve(settings: Settings) -> Result<()> {
             .with_context(|| format!("opening the data directory {}", settings.data_dir.display()))?;
     state.channels = std::sync::Arc::new(settings.channels);
     state.drain_delay = settings.drain_delay;
+    let mut state = state.with_limits(settings.limits);
     if let Some(url) = &settings.nats {
         state.join_cluster(url, &settings.nats_subject_prefix).await?;
     }

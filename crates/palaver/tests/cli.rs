@@ -146,6 +146,47 @@ fn a_config_file_sets_what_flags_do_not() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Limits come from flags, the environment or a `[limits]` table; nonsense is refused before serving.
+#[test]
+fn limits_are_configured_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("palaver.toml");
+    let serve = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&config)
+            .args(extra)
+            .env_remove("PALAVER_CONVERSATION_RATE")
+            .env("PALAVER_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef")
+            .env("PALAVER_AUTH_TOKEN", "0123456789abcdef")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    std::fs::write(&config, "[limits]\nconversation_rate = 0\nmax_body_bytes = 65536\nrequest_timeout = 5\n").unwrap();
+    let mut child = serve(&["--connection-rate", "50"]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("listening on"), "{first}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for (file, flags, complaint) in [
+        ("[limits]\nconversation_rate = -1\n", &[][..], "conversation-rate"),
+        ("", &["--max-header-bytes", "100"][..], "max-header-bytes"),
+        ("", &["--request-timeout", "0"][..], "request-timeout"),
+        ("[limits]\nnot_a_limit = 1\n", &[][..], "unknown"),
+    ] {
+        std::fs::write(&config, file).unwrap();
+        let out = serve(flags).wait_with_output().unwrap();
+        assert!(!out.status.success(), "{file} {flags:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(complaint), "{file} {flags:?}: {stderr}");
+    }
+}
+
 /// The benchmark runs end to end on tiny workloads and prints a parsable JSON line (figures are not asserted:
 /// speed belongs to `docs/performance.md`, not to tests).
 #[test]

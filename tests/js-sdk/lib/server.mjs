@@ -70,6 +70,10 @@ export class PalaverServer {
       PALAVER_AUTH_TOKEN: this.authToken,
       PALAVER_ENFORCE_TIMER_MINIMUMS: 'false',
       PALAVER_LOG: process.env.PALAVER_TEST_SERVER_LOG || 'warn',
+      // The suites set up faster than any client should write (60 conversations at once, say).
+      PALAVER_CONVERSATION_RATE: '0',
+      PALAVER_SERVICE_RATE: '0',
+      PALAVER_CONNECTION_RATE: '0',
       ...this.extraEnv,
     };
   }

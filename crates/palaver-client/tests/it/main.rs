@@ -4,6 +4,7 @@ mod connection;
 mod conversations;
 mod delivery;
 mod horizon;
+mod limits;
 mod live;
 mod paging;
 mod permissions;

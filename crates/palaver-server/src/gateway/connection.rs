@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use super::calls;
 use crate::AppState;
 use crate::error::ApiError;
+use crate::limits::{ConnectionBudget, SessionSlot};
 use crate::token::{self, TokenError, VerifiedToken};
 
 /// How often the server pings.
@@ -45,7 +46,7 @@ enum Ending {
     Close(u16, &'static str),
 }
 
-pub(super) async fn run(socket: WebSocket, state: AppState) {
+pub(super) async fn run(socket: WebSocket, state: AppState, budget: ConnectionBudget) {
     let (mut sink, mut stream) = socket.split();
     // Frames are shared bytes, so a full queue costs little beyond the handles (see `RealtimeLimits`).
     let (queue, mut queued) = mpsc::channel::<Outgoing>(state.realtime.send_queue.max(1));
@@ -91,7 +92,7 @@ pub(super) async fn run(socket: WebSocket, state: AppState) {
         }
     });
     let out = Out { queue, grace: state.realtime.slow_consumer_grace };
-    let ending = match handshake(&state, &mut stream, &out).await {
+    let ending = match handshake(&state, &mut stream, &out, budget).await {
         Some(mut connection) => connection.serve(&mut stream).await,
         None => Ending::Close(realtime::CLOSE_DENIED, "denied"),
     };
@@ -171,6 +172,7 @@ async fn handshake(
     state: &AppState,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
     out: &Out,
+    budget: ConnectionBudget,
 ) -> Option<Connection> {
     let deadline = tokio::time::sleep(CONNECT_DEADLINE);
     tokio::pin!(deadline);
@@ -199,7 +201,11 @@ async fn handshake(
             .await;
             return None;
         };
-        return match Box::pin(Connection::open(state.clone(), params.clone(), out.queue.clone())).await {
+        if let Err(refused) = budget.take() {
+            out.reply(request.id, Err(refused)).await;
+            return None;
+        }
+        return match Box::pin(Connection::open(state.clone(), params.clone(), out.queue.clone(), budget)).await {
             Ok((mut connection, connected)) => {
                 let value = serde_json::value::to_raw_value(&connected)
                     .map_err(|e| ApiError::new(palaver_api::ErrorCode::InternalError, e.to_string()));
@@ -233,6 +239,10 @@ pub(super) struct Connection {
     pub(super) delivered: HashMap<String, i64>,
     pub(super) token: VerifiedToken,
     token_warned: bool,
+    /// The socket's request budget (the connection rate).
+    budget: ConnectionBudget,
+    /// This session's place in the per-identity count, freed when it ends.
+    _session_slot: SessionSlot,
     shutdown: tokio::sync::watch::Receiver<bool>,
     too_slow: bool,
     /// Conversations whose unread count may have changed since it was last pushed.
@@ -325,6 +335,7 @@ impl Connection {
         state: AppState,
         params: ConnectParams,
         queue: mpsc::Sender<Outgoing>,
+        budget: ConnectionBudget,
     ) -> Result<(Self, Connected), ApiError> {
         let token = token::verify(&state, &params.token).await.map_err(|e| token_error(&e))?;
         // Subscribe before reading anything, so nothing committed from now on can be missed.
@@ -335,6 +346,8 @@ impl Connection {
             None => state.palaver.default_service().await?,
         };
         let identity = Identity::parse("identity", &token.identity)?;
+        let session_slot =
+            state.sessions.claim(service.as_str(), identity.as_str(), state.limits.max_sessions_per_identity)?;
         let (session, user) = UserSession::open(state.palaver.clone(), service.clone(), identity).await?;
         let user_stream = user.sid.to_string();
         let grace = state.realtime.slow_consumer_grace;
@@ -351,6 +364,8 @@ impl Connection {
             delivered: HashMap::new(),
             token,
             token_warned: false,
+            budget,
+            _session_slot: session_slot,
             too_slow: false,
             unread_dirty: HashSet::new(),
             unread_sent: HashMap::new(),
@@ -452,6 +467,12 @@ impl Connection {
                         return Ending::ClientLeft;
                     }
                     let Some(parsed) = parse_request(&message) else { continue };
+                    if let (Ok(request), Err(refused)) = (&parsed, self.budget.take()) {
+                        if !self.out.reply(request.id, Err(refused)).await {
+                            self.too_slow = true;
+                        }
+                        continue;
+                    }
                     match parsed {
                         Ok(request) if calls::is_session_call(&request.call) => {
                             // Runs beside the session's other requests: a client that pipelines gets its

@@ -9,24 +9,31 @@
 mod calls;
 mod connection;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::response::Response;
 
 use crate::AppState;
+use crate::limits::ConnectionBudget;
 
-/// Largest frame a client may send.
-const MAX_FRAME_BYTES: usize = 1 << 20;
 /// Read and write buffer of each socket; larger frames are still handled, in several reads or writes.
 const SOCKET_BUFFER_BYTES: usize = 2 * 1024;
 
 /// GET /v1/realtime — upgrades to the realtime protocol.
-pub(crate) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    budget: Option<Extension<ConnectionBudget>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // The socket spends the request budget of the connection it was upgraded from.
+    let budget = budget.map_or_else(|| ConnectionBudget::new(state.limits.connection_rate), |Extension(b)| b);
+    let max_frame = state.limits.max_frame_bytes;
     // Small socket buffers: most connections are idle most of the time, and the default 128 KiB read buffer
     // would make each one cost that much whether it is used or not.
     ws.read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(SOCKET_BUFFER_BYTES)
-        .max_message_size(MAX_FRAME_BYTES)
-        .max_frame_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| connection::run(socket, state))
+        .max_message_size(max_frame)
+        .max_frame_size(max_frame)
+        .on_upgrade(move |socket| connection::run(socket, state, budget))
 }

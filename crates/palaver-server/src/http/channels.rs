@@ -59,9 +59,11 @@ impl axum::extract::FromRequest<AppState> for CallerForm {
         let uri = axum::extract::OriginalUri::from_request_parts(&mut parts, state)
             .await
             .map_or_else(|_| parts.uri.clone(), |OriginalUri(uri)| uri);
-        let bytes = axum::body::to_bytes(body, 1024 * 1024)
-            .await
-            .map_err(|_| ApiError::invalid("request body", "must be a form of at most 1 MB"))?;
+        let max = state.limits.max_body_bytes;
+        let bytes = axum::body::to_bytes(body, max).await.map_err(|_| {
+            ApiError::new(palaver_api::ErrorCode::PayloadTooLarge, format!("The request body is over {max} bytes"))
+        })?;
+        crate::form::check_field_count(&bytes, state.limits.max_form_fields)?;
         let form = FormFields::parse(&bytes)?;
         check_caller(state, &parts.headers, &called_url(state, &origin, &uri), &form)?;
         Ok(Self(form))

@@ -42,6 +42,8 @@ pub(crate) struct TunnelSession {
     session: UserSession,
     account: String,
     commands: mpsc::Sender<Command>,
+    /// This session's place in the per-identity count, freed when it ends.
+    _session_slot: crate::limits::SessionSlot,
 }
 
 impl std::fmt::Debug for Pump {
@@ -61,13 +63,15 @@ impl TunnelSession {
             None => state.palaver.default_service().await?,
         };
         let identity = Identity::parse("identity", &token.identity)?;
+        let session_slot =
+            state.sessions.claim(service.as_str(), identity.as_str(), state.limits.max_sessions_per_identity)?;
         let (session, user) = UserSession::open(state.palaver.clone(), service, identity).await?;
         let (commands, received) = mpsc::channel(64);
         // The pump's links are fixed at the first request's host; until then the server's own address serves.
         let links = Links { base: public_base(&state) };
         Pump::spawn(session.clone(), links, notifier, user.sid.to_string(), received);
         let account = state.credentials.account_sid.to_string();
-        Ok(Self { state, session, account, commands })
+        Ok(Self { state, session, account, commands, _session_slot: session_slot })
     }
 
     /// Answers one tunnelled request. Requests may arrive concurrently.
@@ -268,13 +272,17 @@ impl TunnelSession {
 }
 
 /// A failed request, answered the way the SDK surfaces it: Twilio's error JSON with the HTTP status.
-fn error_response(err: &ApiError) -> TunnelResponse {
+pub(super) fn error_response(err: &ApiError) -> TunnelResponse {
     let error = err.realtime();
-    TunnelResponse::json(
+    let mut response = TunnelResponse::json(
         error.status,
         json!({"status": error.status, "code": error.code, "message": error.message,
             "more_info": format!("https://www.twilio.com/docs/errors/{}", error.code)}),
-    )
+    );
+    if let Some(wait) = err.retry_after() {
+        response.headers.push(("Retry-After".into(), crate::error::retry_after_seconds(wait).to_string()));
+    }
+    response
 }
 
 fn parse_body(request: &TunnelRequest) -> ApiResult<Body> {

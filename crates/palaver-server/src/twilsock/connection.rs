@@ -32,21 +32,27 @@ use super::app::TunnelSession;
 use super::{Notification, Notifier, TunnelRequest, TunnelResponse};
 use crate::AppState;
 use crate::error::ApiError;
+use crate::limits::ConnectionBudget;
 use crate::token::{self, TokenError, VerifiedToken};
 
 /// GET /v3/wsconnect — upgrades to twilsock v3 (the official JS SDK's transport).
-pub(crate) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    budget: Option<axum::Extension<ConnectionBudget>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // The socket spends the request budget of the connection it was upgraded from.
+    let budget = budget.map_or_else(|| ConnectionBudget::new(state.limits.connection_rate), |b| b.0);
+    // Tunnelled bodies are JSON (media goes over plain HTTP), so the frame limit bounds what one message can make
+    // the server hold without ever cutting off what the SDK sends.
+    let max_message = state.limits.max_frame_bytes;
     // Small socket buffers, as for the realtime gateway: most connections idle most of the time.
     ws.read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(SOCKET_BUFFER_BYTES)
-        .max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| run(socket, state))
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| run(socket, state, budget))
 }
-
-/// Largest message a client may send. Tunnelled bodies are JSON (media goes over plain HTTP), so this is far
-/// above what the SDK sends while bounding what one message can make the server hold.
-const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// Read and write buffer of each socket; larger frames are still handled, in several reads or writes.
 const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
 /// How often the server pings.
@@ -119,12 +125,12 @@ impl Ending {
     }
 }
 
-async fn run(socket: WebSocket, state: AppState) {
+async fn run(socket: WebSocket, state: AppState, budget: ConnectionBudget) {
     let (sink, mut stream) = socket.split();
     let (queue, queued) = mpsc::channel::<Outgoing>(state.realtime.send_queue.max(1));
     let mut writer = tokio::spawn(write_frames(sink, queued));
     let out = Out { queue, grace: state.realtime.slow_consumer_grace };
-    let ending = match handshake(&state, &mut stream, &out).await {
+    let ending = match handshake(&state, &mut stream, &out, budget).await {
         Ok(connection) => connection.serve(&mut stream).await,
         Err(ending) => ending,
     };
@@ -280,7 +286,12 @@ async fn read(message: Option<Result<Message, axum::Error>>, out: &Out) -> Read 
 
 /// Waits for `init` and answers it; other frames before it are answered 400 (or ignored, for acks and
 /// telemetry).
-async fn handshake(state: &AppState, stream: &mut SplitStream<WebSocket>, out: &Out) -> Result<Connection, Ending> {
+async fn handshake(
+    state: &AppState,
+    stream: &mut SplitStream<WebSocket>,
+    out: &Out,
+    budget: ConnectionBudget,
+) -> Result<Connection, Ending> {
     let deadline = tokio::time::sleep(INIT_DEADLINE);
     tokio::pin!(deadline);
     let mut shutdown = state.shutdown.subscribe();
@@ -301,7 +312,7 @@ async fn handshake(state: &AppState, stream: &mut SplitStream<WebSocket>, out: &
             Read::End(ending) => return Err(ending),
         };
         match frame.header.method.as_str() {
-            method::INIT => return init(state, &frame, out).await,
+            method::INIT => return init(state, &frame, out, budget).await,
             method::CLOSE => return Err(Ending::close(ws_close::NORMAL, "closed by the client")),
             method::REPLY | method::TELEMETRY => {}
             other => {
@@ -317,7 +328,7 @@ async fn handshake(state: &AppState, stream: &mut SplitStream<WebSocket>, out: &
 }
 
 /// Checks `init`'s token, opens the app's session and replies; a refusal is replied and ends the connection.
-async fn init(state: &AppState, frame: &Frame, out: &Out) -> Result<Connection, Ending> {
+async fn init(state: &AppState, frame: &Frame, out: &Out, budget: ConnectionBudget) -> Result<Connection, Ending> {
     let id = frame.header.id.clone().unwrap_or_default();
     let refuse = async |status: Status, reason: &'static str| {
         tracing::debug!(?status, "twilsock init refused");
@@ -363,6 +374,7 @@ async fn init(state: &AppState, frame: &Frame, out: &Out) -> Result<Connection, 
         notifications_open: true,
         in_flight: JoinSet::new(),
         warned: false,
+        budget,
     })
 }
 
@@ -383,6 +395,8 @@ struct Connection {
     in_flight: JoinSet<bool>,
     /// `client_update` was sent for the current token.
     warned: bool,
+    /// The socket's request budget (the connection rate).
+    budget: ConnectionBudget,
 }
 
 /// Everything the connection task waits for.
@@ -511,6 +525,11 @@ impl Connection {
             return None;
         };
         let out = self.out.clone();
+        if let Err(refused) = self.budget.take() {
+            let (header, payload) = tunnel_reply(&id, &super::app::error_response(&refused));
+            self.in_flight.spawn(async move { out.send(&header, &payload).await });
+            return None;
+        }
         let request = match tunnel_request(frame) {
             Ok(request) => request,
             Err(reason) => {

@@ -13,6 +13,10 @@ impl Api {
         Self { http: reqwest::Client::new(), server: TestServer::spawn().await }
     }
 
+    pub(crate) async fn start_with_limits(limits: palaver_server::limits::ServerLimits) -> Self {
+        Self { http: reqwest::Client::new(), server: TestServer::spawn_with_limits(limits).await }
+    }
+
     pub(crate) async fn start_with(limits: palaver_server::RealtimeLimits) -> Self {
         Self { http: reqwest::Client::new(), server: TestServer::spawn_with_realtime_limits(limits).await }
     }

@@ -6,6 +6,7 @@ mod console;
 mod conversations;
 mod errors;
 mod hardening;
+mod limits;
 mod media;
 mod messages;
 mod participants;

@@ -87,6 +87,10 @@ impl Node {
             .env("PALAVER_ACCOUNT_SID", ACCOUNT)
             .env("PALAVER_AUTH_TOKEN", TOKEN)
             .env("PALAVER_LOG", "warn")
+            // These tests write faster than any client should (load, crash loops): no rates.
+            .env("PALAVER_CONVERSATION_RATE", "0")
+            .env("PALAVER_SERVICE_RATE", "0")
+            .env("PALAVER_CONNECTION_RATE", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
