@@ -38,8 +38,11 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 -Cllvm-args=-sanitizer-coverage-trace-compares -Cllvm-args=-sanitizer-coverage-stack-depth \
 --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
-cargo build --manifest-path fuzz/Cargo.toml --release --locked --target "$triple" --target-dir fuzz/target \
-  --bins --quiet
+# fuzz/ is its own workspace, so it has its own lock file: started from the main one each time, so that every
+# crate both build is the version the tests use and no change of dependencies needs a second lock updated;
+# cargo adds only the fuzzing crates (libfuzzer-sys is pinned in fuzz/Cargo.toml).
+cp Cargo.lock fuzz/Cargo.lock
+cargo build --manifest-path fuzz/Cargo.toml --release --target "$triple" --target-dir fuzz/target --bins --quiet
 unset RUSTFLAGS
 
 status=0

@@ -38,7 +38,7 @@ pub fn json_value(u: &mut Unstructured<'_>, depth: u32) -> Result<Value> {
 pub fn same_json(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => match (x.as_f64(), y.as_f64()) {
-            (Some(x), Some(y)) => x == y || (x - y).abs() <= f64::EPSILON * 4.0 * x.abs().max(y.abs()),
+            (Some(x), Some(y)) => x == y || (x - y).abs() <= float_slack(x.abs().max(y.abs())),
             _ => false,
         },
         (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y)),
@@ -47,6 +47,13 @@ pub fn same_json(a: &Value, b: &Value) -> bool {
         }
         _ => a == b,
     }
+}
+
+/// How far a float of magnitude `magnitude` may move through JSON text: a few units in the last place, and for
+/// subnormal numbers, which have fewer bits, a few dozen of the smallest ones.
+fn float_slack(magnitude: f64) -> f64 {
+    let unit = f64::EPSILON;
+    (4.0 * unit * magnitude).max(64.0 * unit * f64::MIN_POSITIVE)
 }
 
 /// Whether two serialisable values have the same JSON form, as [`same_json`] compares it.

@@ -62,7 +62,8 @@ pub fn mint(request: &MintRequest<'_>) -> String {
         jti: Some(format!("{}-{now}", request.key_sid)),
         iss: request.key_sid.to_string(),
         sub: request.account_sid.to_string(),
-        exp: now + request.ttl_secs,
+        // Saturating: `palaver token --ttl` takes any number, and an overflow here was a panic.
+        exp: now.saturating_add(request.ttl_secs),
         nbf: Some(now),
         grants: Grants {
             identity: Some(request.identity.to_string()),
@@ -113,4 +114,29 @@ pub async fn verify(state: &AppState, token: &str) -> Result<VerifiedToken, Toke
     let expires_at = OffsetDateTime::from_unix_timestamp(claims.exp)
         .map_err(|_| TokenError::Malformed("exp is out of range".into()))?;
     Ok(VerifiedToken { identity, service_sid, expires_at })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_ttl_mints_a_token() {
+        let (key_sid, account_sid) = (ApiKeySid::generate(), AccountSid::generate());
+        for ttl_secs in [3600, 0, -60, i64::MAX, i64::MIN] {
+            let request = MintRequest {
+                key_sid: &key_sid,
+                key_secret: "secret",
+                account_sid: &account_sid,
+                identity: "dana",
+                service_sid: None,
+                ttl_secs,
+            };
+            let token = mint(&request);
+            let signed = palaver_api::token::decode(&token).unwrap();
+            assert!(signed.is_signed_with("secret"));
+            let nbf = signed.claims.nbf.unwrap();
+            assert_eq!(signed.claims.exp, nbf.saturating_add(ttl_secs), "ttl {ttl_secs}");
+        }
+    }
 }
