@@ -37,7 +37,7 @@ triple="$(rustc -vV | sed -n 's/^host: //p')"
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares -Cllvm-args=-sanitizer-coverage-stack-depth \
---cfg fuzzing -Cdebug-assertions -Coverflow-checks"
+-Cllvm-args=-simplifycfg-branch-fold-threshold=0 --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 # fuzz/ is its own workspace, so it has its own lock file: started from the main one each time, so that each
 # crate the two builds share is the version the tests use, and no change of dependencies needs a second lock;
