@@ -4,6 +4,8 @@
 use std::fmt;
 
 use palaver_api::sid::{ConversationSid, has_sid_shape};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::error::{InvalidInput, InvalidKind};
 
@@ -341,6 +343,48 @@ fn parse_iso8601_seconds(raw: &str) -> Option<i64> {
     Some(total)
 }
 
+/// Parses an ISO-8601 date-time (`2026-01-02T03:04:05Z`, any offset), or a date meaning its midnight UTC, kept
+/// to the millisecond like every stored date.
+///
+/// # Errors
+/// When `raw` is neither, or is not in the years 0000 to 9999 once in UTC.
+pub fn parse_timestamp(field: &'static str, raw: &str) -> Result<OffsetDateTime, InvalidInput> {
+    let written = match OffsetDateTime::parse(raw, &Rfc3339) {
+        Ok(t) => t,
+        Err(_) => {
+            let date_format = time::macros::format_description!("[year]-[month]-[day]");
+            let date = time::Date::parse(raw, &date_format).map_err(|_| {
+                InvalidInput::new(field, format!("'{raw}' is not an ISO-8601 date such as 2026-01-31T12:00:00Z"))
+            })?;
+            date.midnight().assume_utc()
+        }
+    };
+    // Dates are printed with four-digit years in UTC: a signed year (`-2026-01-01`), or an offset that carries
+    // the instant past either end, would be stored but could never be read back (and the end past 9999 is not
+    // even representable in UTC).
+    let utc = OffsetDateTime::from_unix_timestamp_nanos(written.unix_timestamp_nanos())
+        .ok()
+        .filter(|t| (0..=9999).contains(&t.year()))
+        .ok_or_else(|| InvalidInput::new(field, format!("'{raw}' is not between the years 0000 and 9999 in UTC")))?;
+    Ok(crate::clock::truncate_to_millis(utc))
+}
+
+/// Parses the `PageSize` of a list request: a positive integer of any length; above `max` it is served as `max`,
+/// as Twilio does, so that a client asking for more than a page holds still lists everything page by page.
+///
+/// # Errors
+/// When `raw` is not a positive integer.
+pub fn parse_page_size(raw: &str, max: u32) -> Result<u32, InvalidInput> {
+    let digits = raw.trim();
+    let positive =
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && digits.bytes().any(|b| b != b'0');
+    if !positive {
+        return Err(InvalidInput::new("PageSize", format!("'{raw}' is not a positive integer")));
+    }
+    // One too long for u32 is still just "more than the maximum".
+    Ok(digits.parse::<u32>().map_or(max, |n| n.min(max)))
+}
+
 /// How loudly a user is notified about a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NotificationLevel {
@@ -417,6 +461,36 @@ mod tests {
         assert!(Attributes::parse("A", "null", 100).is_ok());
         assert!(Attributes::parse("A", "{nope", 100).is_err());
         assert!(Attributes::parse("A", &format!("\"{}\"", "x".repeat(200)), 100).is_err());
+    }
+
+    #[test]
+    fn timestamps_are_instants_of_four_digit_years() {
+        let millis = |raw: &str| parse_timestamp("DateCreated", raw).map(|t| t.unix_timestamp_nanos() / 1_000_000);
+        assert_eq!(millis("2026-01-02T03:04:05.678+02:00"), Ok(1_767_315_845_678));
+        assert_eq!(millis("2026-01-02T03:04:05.6789Z"), Ok(1_767_323_045_678), "kept to the millisecond");
+        assert_eq!(millis("2026-01-02"), Ok(1_767_312_000_000));
+        assert_eq!(millis("0000-01-01T00:00:00Z"), Ok(-62_167_219_200_000));
+        assert_eq!(millis("9999-12-31T23:59:59Z"), Ok(253_402_300_799_000));
+        // Found by fuzzing: a signed year was accepted as a date BC that prints as text nothing reads back, and
+        // an offset carrying the instant past 9999 in UTC was silently stored as 1970-01-01.
+        for outside in ["-2026-01-01", "+12026-01-01", "0000-01-01T00:00:00+00:01", "9999-12-31T23:59:59-01:00"] {
+            let err = parse_timestamp("DateCreated", outside).unwrap_err();
+            assert_eq!(err.field, "DateCreated", "{outside}");
+        }
+        for bad in ["", "2026-13-01", "2026-01-02T03:04:05", "yesterday"] {
+            assert!(parse_timestamp("DateCreated", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn page_sizes_are_positive_and_capped() {
+        assert_eq!(parse_page_size("20", 100), Ok(20));
+        assert_eq!(parse_page_size(" 0007 ", 100), Ok(7));
+        assert_eq!(parse_page_size("1000", 100), Ok(100));
+        assert_eq!(parse_page_size("99999999999999999999999", 50), Ok(50));
+        for bad in ["", "0", "000", "-1", "+5", "1.5", "ten"] {
+            assert_eq!(parse_page_size(bad, 100).unwrap_err().field, "PageSize", "{bad}");
+        }
     }
 
     #[test]

@@ -4,7 +4,6 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -93,16 +92,11 @@ impl FormFields {
     }
 }
 
-/// Parses an ISO-8601 date-time, or a date meaning its midnight UTC.
+/// Parses an ISO-8601 date-time, or a date meaning its midnight UTC (see
+/// [`palaver_core::input::parse_timestamp`]).
 ///
 /// # Errors
 /// When `raw` is neither.
-pub(crate) fn parse_date(name: &str, raw: &str) -> Result<OffsetDateTime, ApiError> {
-    if let Ok(t) = OffsetDateTime::parse(raw, &Rfc3339) {
-        return Ok(palaver_core::clock::truncate_to_millis(t));
-    }
-    let date_format = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(raw, &date_format)
-        .map(|d| d.midnight().assume_utc())
-        .map_err(|_| ApiError::invalid(name, format!("'{raw}' is not an ISO-8601 date such as 2026-01-31T12:00:00Z")))
+pub(crate) fn parse_date(name: &'static str, raw: &str) -> Result<OffsetDateTime, ApiError> {
+    Ok(palaver_core::input::parse_timestamp(name, raw)?)
 }

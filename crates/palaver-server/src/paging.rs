@@ -58,17 +58,7 @@ impl ListQuery {
     pub(crate) fn page(&self, max: u32, descending: bool) -> Result<ListRequest, ApiError> {
         let size = match self.get("PageSize") {
             None => 50.min(max),
-            Some(raw) => {
-                let digits = raw.trim();
-                let positive = !digits.is_empty()
-                    && digits.bytes().all(|b| b.is_ascii_digit())
-                    && digits.bytes().any(|b| b != b'0');
-                if !positive {
-                    return Err(ApiError::invalid("PageSize", format!("'{raw}' is not a positive integer")));
-                }
-                // Any number of digits: one too long for u32 is still just "more than the maximum".
-                digits.parse::<u32>().map_or(max, |n| n.min(max))
-            }
+            Some(raw) => palaver_core::input::parse_page_size(raw, max)?,
         };
         let page_number = match self.get("Page") {
             None => 0,

@@ -1,14 +1,8 @@
-//! Signing and checking access tokens (see `palaver_api::token` for the format).
-//!
-//! HS256 is implemented here with `hmac` + `sha2` rather than a JWT crate: the JWT crates pull in RSA and
-//! elliptic-curve stacks for a single HMAC, which costs minutes of build time on small machines.
+//! Minting and checking access tokens against this server's keys and account (`palaver_api::token` has the
+//! format and the signature).
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
 use palaver_api::sid::{AccountSid, ApiKeySid, ServiceSid};
-use palaver_api::token::{AccessTokenClaims, CONTENT_TYPE, ChatGrant, Grants, TokenHeader};
-use sha2::Sha256;
+use palaver_api::token::{AccessTokenClaims, ChatGrant, Grants};
 use time::OffsetDateTime;
 
 use crate::AppState;
@@ -44,13 +38,6 @@ pub struct VerifiedToken {
     pub expires_at: OffsetDateTime,
 }
 
-fn sign(secret: &str, signing_input: &str) -> Vec<u8> {
-    // HMAC accepts keys of any length.
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any size");
-    mac.update(signing_input.as_bytes());
-    mac.finalize().into_bytes().to_vec()
-}
-
 /// What to put in a new token.
 #[derive(Debug, Clone)]
 pub struct MintRequest<'a> {
@@ -71,33 +58,19 @@ pub struct MintRequest<'a> {
 /// Mints a token in Twilio's format.
 pub fn mint(request: &MintRequest<'_>) -> String {
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    let header = TokenHeader { typ: Some("JWT".into()), alg: "HS256".into(), cty: Some(CONTENT_TYPE.into()) };
     let claims = AccessTokenClaims {
         jti: Some(format!("{}-{now}", request.key_sid)),
         iss: request.key_sid.to_string(),
         sub: request.account_sid.to_string(),
-        exp: now + request.ttl_secs,
+        // Saturating: `palaver token --ttl` takes any number, and an overflow here was a panic.
+        exp: now.saturating_add(request.ttl_secs),
         nbf: Some(now),
         grants: Grants {
             identity: Some(request.identity.to_string()),
             chat: Some(ChatGrant { service_sid: request.service_sid.map(|s| s.to_string()), ..ChatGrant::default() }),
         },
     };
-    let signing_input = format!("{}.{}", encode_json(&header), encode_json(&claims));
-    let signature = URL_SAFE_NO_PAD.encode(sign(request.key_secret, &signing_input));
-    format!("{signing_input}.{signature}")
-}
-
-fn encode_json<T: serde::Serialize>(value: &T) -> String {
-    // Plain structs of strings and numbers always serialise.
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap_or_default())
-}
-
-fn decode_part<T: serde::de::DeserializeOwned>(part: &str, what: &str) -> Result<T, TokenError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part.trim_end_matches('='))
-        .map_err(|_| TokenError::Malformed(format!("the {what} is not base64url")))?;
-    serde_json::from_slice(&bytes).map_err(|e| TokenError::Malformed(format!("the {what} is not valid: {e}")))
+    palaver_api::token::encode(&claims, request.key_secret)
 }
 
 /// Seconds of clock difference tolerated on `exp` and `nbf`.
@@ -108,28 +81,17 @@ const LEEWAY_SECS: i64 = 5;
 /// # Errors
 /// [`TokenError`] for every reason a token can be refused.
 pub async fn verify(state: &AppState, token: &str) -> Result<VerifiedToken, TokenError> {
-    let mut parts = token.trim().split('.');
-    let (Some(header_part), Some(claims_part), Some(signature_part), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(TokenError::Malformed("a JWT has three parts".into()));
-    };
-    let header: TokenHeader = decode_part(header_part, "header")?;
-    if header.alg != "HS256" {
-        return Err(TokenError::Malformed(format!("algorithm {} is not supported", header.alg)));
-    }
-    let claims: AccessTokenClaims = decode_part(claims_part, "claims")?;
-    let key_sid = ApiKeySid::parse(&claims.iss).map_err(|_| TokenError::Invalid)?;
+    let signed = palaver_api::token::decode(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+    let key_sid = ApiKeySid::parse(&signed.claims.iss).map_err(|_| TokenError::Invalid)?;
     let key = match state.palaver.api_key(&key_sid).await {
         Ok(key) => key,
         Err(palaver_core::Error::NotFound { .. }) => return Err(TokenError::Invalid),
         Err(other) => return Err(other.into()),
     };
-    let expected = sign(&key.secret, &format!("{header_part}.{claims_part}"));
-    let given = URL_SAFE_NO_PAD.decode(signature_part.trim_end_matches('=')).map_err(|_| TokenError::Invalid)?;
-    if given.len() != expected.len() || given.iter().zip(&expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0 {
+    if !signed.is_signed_with(&key.secret) {
         return Err(TokenError::Invalid);
     }
+    let claims = signed.claims;
     if claims.sub != state.credentials.account_sid.as_str() {
         return Err(TokenError::Invalid);
     }
@@ -152,4 +114,29 @@ pub async fn verify(state: &AppState, token: &str) -> Result<VerifiedToken, Toke
     let expires_at = OffsetDateTime::from_unix_timestamp(claims.exp)
         .map_err(|_| TokenError::Malformed("exp is out of range".into()))?;
     Ok(VerifiedToken { identity, service_sid, expires_at })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_ttl_mints_a_token() {
+        let (key_sid, account_sid) = (ApiKeySid::generate(), AccountSid::generate());
+        for ttl_secs in [3600, 0, -60, i64::MAX, i64::MIN] {
+            let request = MintRequest {
+                key_sid: &key_sid,
+                key_secret: "secret",
+                account_sid: &account_sid,
+                identity: "dana",
+                service_sid: None,
+                ttl_secs,
+            };
+            let token = mint(&request);
+            let signed = palaver_api::token::decode(&token).unwrap();
+            assert!(signed.is_signed_with("secret"));
+            let nbf = signed.claims.nbf.unwrap();
+            assert_eq!(signed.claims.exp, nbf.saturating_add(ttl_secs), "ttl {ttl_secs}");
+        }
+    }
 }
