@@ -56,3 +56,8 @@ pub use import::{ImportError, check_file, ensure_empty, import};
 pub use progress::{NoProgress, Progress, StderrProgress};
 pub use records::Counts;
 pub use snapshot::{BackupError, BackupSummary, RestoreError, RestoreSummary, backup, restore};
+
+/// Another process that has the file at `path` open (its pid and program name), where the system tells (Linux).
+pub fn process_holding(path: &std::path::Path) -> Option<(u32, String)> {
+    holder::holder(path)
+}
