@@ -507,7 +507,9 @@ impl<'s> Importer<'s> {
             media,
             max_media_bytes: u64::MAX,
             date_updated: record.date_updated.map(at),
-            now: at(record.date_created),
+            // The time of the request that added it, which the receipts it made were dated with (`date_created`
+            // may have been given in the past); it re-arms no timer here, the conversation has none yet.
+            now: at(record.receipts.first().map_or(record.date_created, |r| r.date_created)),
         };
         let added = self.store.add_message(&service, &by_sid, new, &self.origin).await.map_err(|e| self.failed(e))?;
         if added.index != record.index {
