@@ -420,8 +420,8 @@ async fn a_backup_taken_under_load_restores_a_consistent_server() {
     let stop = Arc::new(AtomicBool::new(false));
     let backing_up = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
-    for w in 0..CONVERSATIONS {
-        let (http, base, c) = (http.clone(), node.url.clone(), conversations[w].clone());
+    for (w, c) in conversations.iter().cloned().enumerate() {
+        let (http, base) = (http.clone(), node.url.clone());
         let (acknowledged, stop, backing_up) = (acknowledged.clone(), stop.clone(), backing_up.clone());
         writers.push(tokio::spawn(async move {
             let mut n = 0;
