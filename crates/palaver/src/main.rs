@@ -134,7 +134,7 @@ enum Command {
     ///
     /// Works on the embedded database (read from a consistent snapshot, so a running server may go on) and on
     /// --database postgres://… alike. Media bytes are not in the file: copy <DATA_DIR>/media (or the media
-    /// bucket) along. API keys, the event log and delivery receipt SIDs are not carried (see the README).
+    /// bucket) along. API keys, the event log and delivery receipt SIDs are not carried (docs/deploy.md, Backups).
     Export {
         /// Where to write the export; `-` for standard output.
         file: PathBuf,
