@@ -104,10 +104,12 @@ pub fn check_file(path: &Path) -> Result<Header, ImportError> {
     // The `end` line is short: the file's last kilobyte holds it whole.
     let length = file.metadata()?.len();
     file.seek(SeekFrom::Start(length.saturating_sub(1024)))?;
-    let mut tail = String::new();
-    file.read_to_string(&mut tail).map_err(|_| truncated(path))?;
-    let last = tail.trim_end().rsplit('\n').next().unwrap_or_default();
-    match serde_json::from_str::<Record>(last) {
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    // The kilobyte may begin inside a character of an earlier line: only the last line is decoded.
+    let tail = tail.trim_ascii_end();
+    let last = &tail[tail.iter().rposition(|b| *b == b'\n').map_or(0, |at| at + 1)..];
+    match serde_json::from_slice::<Record>(last) {
         Ok(Record::End(_)) => Ok(header),
         _ => Err(truncated(path)),
     }
@@ -807,6 +809,16 @@ mod tests {
         let file = write(&[HEADER, r#"{"type":"user","sid":"US"#]);
         let err = check_file(file.path()).unwrap_err().to_string();
         assert!(err.contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn the_check_reads_only_the_last_line_of_the_tail() {
+        // A long last message of multi-byte characters puts a character boundary anywhere in the last kilobyte.
+        let message = format!(r#"{{"type":"user","sid":"US","identity":"{}"}}"#, "é".repeat(700));
+        for pad in 0..3 {
+            let file = write(&[HEADER, &format!("{message}{}", " ".repeat(pad)), END, ""]);
+            assert_eq!(check_file(file.path()).unwrap().version, VERSION);
+        }
     }
 
     #[test]

@@ -106,7 +106,6 @@ pub(crate) async fn import(file: &Path, data_dir: &Path, database: Option<&str>)
     }
     let state = open(data_dir, database).await?;
     let store = state.palaver.store().as_ref();
-    palaver_backup::ensure_empty(store).await?;
     let length = std::fs::metadata(file)?.len();
     let mut input = std::io::BufReader::new(std::fs::File::open(file)?);
     let counts = palaver_backup::import(store, &mut input, length, &mut StderrProgress::new("import"))

@@ -458,7 +458,7 @@ async fn a_backup_taken_under_load_restores_a_consistent_server() {
     let slowest = *acknowledged.slowest_during_backup.lock().unwrap();
     eprintln!("{}; {during} messages acknowledged while it ran, the slowest in {slowest:?}", text(&out).trim());
     assert!(during > 0, "the writers went on while the backup ran");
-    assert!(slowest < Duration::from_secs(2), "the backup stalled writes for {slowest:?}");
+    assert!(slowest < Duration::from_secs(5), "the backup stalled writes for {slowest:?}");
     let total = acknowledged.messages.lock().unwrap().len();
     let mut node = node;
     assert!(node.terminate());
