@@ -219,6 +219,19 @@ pub struct ConversationPatch {
     pub now: Option<OffsetDateTime>,
 }
 
+/// A conversation's lifecycle as stored, set verbatim by [`Store::restore_conversation_lifecycle`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationLifecycle {
+    /// The state.
+    pub state: ConversationState,
+    /// When the state last changed.
+    pub state_updated: OffsetDateTime,
+    /// The timers with their due times, as they are (not re-armed).
+    pub timers: Timers,
+    /// Last changed at.
+    pub date_updated: OffsetDateTime,
+}
+
 /// A new participant.
 #[derive(Debug, Clone)]
 pub struct NewParticipant {
@@ -440,6 +453,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         service: &ServiceSid,
         conv: &ConversationRef,
         patch: ConversationPatch,
+        origin: &Origin,
+    ) -> Result<Conversation>;
+    /// Sets a conversation's state, state change time, timers and `date_updated` exactly as given, whatever its
+    /// state (a closed conversation too) and without re-arming anything: the last step of importing a
+    /// conversation (`palaver import FILE`), whose participants and messages went in while it was open and
+    /// without timers. Appends `conversation.updated`, and `conversation.state_updated` when the state changes.
+    async fn restore_conversation_lifecycle(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        lifecycle: ConversationLifecycle,
         origin: &Origin,
     ) -> Result<Conversation>;
     /// Deletes a conversation with its participants and messages.

@@ -371,6 +371,46 @@ impl Store for PostgresStore {
         tx.finish(r).await
     }
 
+    async fn restore_conversation_lifecycle(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        lifecycle: ConversationLifecycle,
+        origin: &Origin,
+    ) -> Result<Conversation> {
+        let mut tx = self.write(origin, service.as_str()).await?;
+        let r = async {
+            let (id, current) = lock_conversation(&tx, service, conv).await?;
+            let timers = lifecycle.timers;
+            tx.execute(
+                "UPDATE conversations SET state = $1, state_updated = $2, date_updated = $3, timer_inactive = $4, \
+                 timer_closed = $5, date_inactive = $6, date_closed = $7 WHERE id = $8",
+                &[
+                    &lifecycle.state.as_str(),
+                    &ms(lifecycle.state_updated),
+                    &ms(lifecycle.date_updated),
+                    &timers.inactive_after.map(|d| d.as_secs()),
+                    &timers.closed_after.map(|d| d.as_secs()),
+                    &opt_ms(timers.date_inactive),
+                    &opt_ms(timers.date_closed),
+                    &id,
+                ],
+            )
+            .await?;
+            let restored = conversation_by_id(&tx, id).await?;
+            let snapshot = event::conversation_snapshot(&restored).to_string();
+            let sid = restored.sid.as_str();
+            tx.append_event(sid, EventKind::ConversationUpdated, sid, snapshot.clone(), lifecycle.date_updated).await?;
+            if restored.state != current.state {
+                tx.append_event(sid, EventKind::ConversationStateUpdated, sid, snapshot, lifecycle.state_updated)
+                    .await?;
+            }
+            Ok(restored)
+        }
+        .await;
+        tx.finish(r).await
+    }
+
     async fn delete_conversation(
         &self,
         service: &ServiceSid,

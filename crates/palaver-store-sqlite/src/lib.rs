@@ -1441,6 +1441,44 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn restore_conversation_lifecycle(
+        &self,
+        service: &ServiceSid,
+        conv: &ConversationRef,
+        lifecycle: ConversationLifecycle,
+        origin: &Origin,
+    ) -> Result<Conversation> {
+        let (service, conv) = (service.clone(), conv.clone());
+        self.write_as(origin.clone(), service.to_string(), move |tx| {
+            let (id, current) = find_conversation(tx, &service, &conv)?;
+            let timers = lifecycle.timers;
+            tx.execute_cached(
+                "UPDATE conversations SET state = ?1, state_updated = ?2, date_updated = ?3, timer_inactive = ?4, \
+                 timer_closed = ?5, date_inactive = ?6, date_closed = ?7 WHERE id = ?8",
+                params![
+                    lifecycle.state.as_str(),
+                    ms(lifecycle.state_updated),
+                    ms(lifecycle.date_updated),
+                    timers.inactive_after.map(|d| d.as_secs()),
+                    timers.closed_after.map(|d| d.as_secs()),
+                    opt_ms(timers.date_inactive),
+                    opt_ms(timers.date_closed),
+                    id,
+                ],
+            )
+            .map_err(storage)?;
+            let restored = conversation_by_id(tx, id)?;
+            let snapshot = event::conversation_snapshot(&restored);
+            let (sid, at) = (restored.sid.as_str(), lifecycle.date_updated);
+            append_event(tx, sid, EventKind::ConversationUpdated, sid, &snapshot, at)?;
+            if restored.state != current.state {
+                append_event(tx, sid, EventKind::ConversationStateUpdated, sid, &snapshot, lifecycle.state_updated)?;
+            }
+            Ok(restored)
+        })
+        .await
+    }
+
     async fn delete_conversation(
         &self,
         service: &ServiceSid,

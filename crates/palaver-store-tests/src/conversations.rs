@@ -342,3 +342,67 @@ pub async fn conversations_are_stored_as_given(factory: &dyn StoreFactory) {
     assert_eq!(world.reload(&created).await, given);
     assert_eq!(world.events(created.sid.as_str()).await[0].data, palaver_core::event::conversation_snapshot(&given));
 }
+
+/// A restored lifecycle is stored verbatim on any conversation, a closed one included, and its timers are
+/// not re-armed: an import ends each conversation with it. It appends `conversation.updated` at its
+/// `date_updated`, and `conversation.state_updated` when the state changed.
+pub async fn a_restored_lifecycle_is_stored_as_given(factory: &dyn StoreFactory) {
+    use palaver_core::input::TimerDuration;
+    use palaver_core::model::Timers;
+    use palaver_core::store::ConversationLifecycle;
+    let world = world(factory).await;
+    let conversation = world.conversation().await;
+    world.post(&conversation, "before the restore").await;
+    let inactive = ConversationLifecycle {
+        state: ConversationState::Inactive,
+        state_updated: at(50),
+        timers: Timers {
+            inactive_after: Some(TimerDuration::from_secs(60)),
+            closed_after: Some(TimerDuration::from_secs(600)),
+            date_inactive: None,
+            date_closed: Some(at(590)),
+        },
+        date_updated: at(70),
+    };
+    let target = by_sid(&conversation);
+    let origin = api();
+    let restore = |lifecycle: ConversationLifecycle| {
+        world.store.restore_conversation_lifecycle(&world.service, &target, lifecycle, &origin)
+    };
+    let restored = restore(inactive.clone()).await.unwrap();
+    let expected = Conversation {
+        state: inactive.state,
+        state_updated: inactive.state_updated,
+        timers: inactive.timers,
+        date_updated: inactive.date_updated,
+        ..world.reload(&conversation).await
+    };
+    assert_eq!(restored, expected);
+    assert_eq!(world.reload(&conversation).await, expected);
+    assert_eq!(restored.messages_count, 1, "messages stay");
+    let events = world.events(conversation.sid.as_str()).await;
+    assert_whole_stream(&events);
+    let tail: Vec<_> = events.iter().rev().take(2).rev().map(|e| (e.kind, e.at)).collect();
+    assert_eq!(
+        tail,
+        [
+            (palaver_core::event::EventKind::ConversationUpdated, at(70)),
+            (palaver_core::event::EventKind::ConversationStateUpdated, at(50))
+        ]
+    );
+
+    let closed = ConversationLifecycle {
+        state: ConversationState::Closed,
+        state_updated: at(80),
+        timers: Timers::default(),
+        date_updated: at(80),
+    };
+    restore(closed.clone()).await.unwrap();
+    let again = ConversationLifecycle { date_updated: at(90), ..closed };
+    let restored = restore(again).await.unwrap();
+    assert_eq!((restored.state, restored.date_updated), (ConversationState::Closed, at(90)), "closed is no barrier");
+    let before = world.store.stream_position(conversation.sid.as_str()).await.unwrap();
+    let kinds: Vec<_> =
+        world.events(conversation.sid.as_str()).await.iter().skip(before as usize - 1).map(|e| e.kind).collect();
+    assert_eq!(kinds, [palaver_core::event::EventKind::ConversationUpdated], "no state change, no state event");
+}

@@ -144,6 +144,7 @@ macro_rules! store_conformance_tests {
                 a_missing_conversation_is_not_found,
                 conversations_are_filtered_by_state_and_creation_date,
                 conversations_are_stored_as_given,
+                a_restored_lifecycle_is_stored_as_given,
             ],
             participants: [
                 participants_are_stored_and_addressed_by_sid_or_identity,

@@ -1,5 +1,6 @@
 //! The `palaver` command: run the server, manage API keys.
 
+mod backups;
 mod chat;
 mod config;
 
@@ -71,26 +72,78 @@ enum Command {
         #[arg(long, env = "PALAVER_DATA_DIR", default_value = "./palaver-data")]
         data_dir: PathBuf,
     },
-    /// Copy a data directory's embedded database into PostgreSQL, to move a deployment there.
+    /// Read an export (`palaver export`) into an empty deployment, or copy a data directory into PostgreSQL.
     ///
-    /// Copies every row of <DATA_DIR>/palaver.sqlite3 (services, conversations, participants, messages, users,
-    /// roles, API keys, webhook settings, delivery receipts, the event log, …) into the PostgreSQL database,
-    /// after migrating it, in one transaction: all of it or nothing. SIDs, message indices, sequence numbers and
-    /// dates are kept, and new writes continue after them. Stop `palaver serve` on the data directory first (the
-    /// file is read, never changed). The PostgreSQL database must hold no data yet: a new one, or one that only
-    /// `palaver migrate` or a node's first start prepared; anything else is refused and left as it was.
+    /// `palaver import FILE` reads the JSON lines of `palaver export` into the data directory's embedded
+    /// database, or into --database postgres://…, which must hold no data yet (a new data directory or database,
+    /// or one only a first start prepared); SIDs, indices, dates and attributes are kept. Stop the server on
+    /// the target first. Copy the media folder of the source's data directory beside it: media bytes are not in
+    /// the export.
     ///
-    /// Media files and the generated credentials are not in the database: they stay in the data directory.
-    /// Start the PostgreSQL node with the same --data-dir (`palaver serve --data-dir <DATA_DIR> --database …`),
-    /// or copy <DATA_DIR>/media and <DATA_DIR>/credentials.toml to the nodes' data directories (or keep media in
-    /// a shared --media-store-url).
+    /// `palaver import --from DATA_DIR --database postgres://…` copies every row of <DATA_DIR>/palaver.sqlite3
+    /// (services, conversations, participants, messages, users, roles, API keys, webhook settings, delivery
+    /// receipts, the event log, …) into the PostgreSQL database, after migrating it, in one transaction: all of
+    /// it or nothing. SIDs, message indices, sequence numbers and dates are kept, and new writes continue after
+    /// them. Stop `palaver serve` on the data directory first (the file is read, never changed). The PostgreSQL
+    /// database must hold no data yet: a new one, or one that only `palaver migrate` or a node's first start
+    /// prepared; anything else is refused and left as it was. Media files and the generated credentials are not
+    /// in the database: they stay in the data directory. Start the PostgreSQL node with the same --data-dir
+    /// (`palaver serve --data-dir <DATA_DIR> --database …`), or copy <DATA_DIR>/media and
+    /// <DATA_DIR>/credentials.toml to the nodes' data directories (or keep media in a shared --media-store-url).
     Import {
-        /// Data directory whose embedded database to copy.
+        /// An export file written by `palaver export`.
+        #[arg(value_name = "FILE", required_unless_present = "from", conflicts_with = "from")]
+        file: Option<PathBuf>,
+        /// Data directory whose embedded database to copy into --database (a one-time move to PostgreSQL).
         #[arg(long, value_name = "DATA_DIR")]
-        from: PathBuf,
-        /// The PostgreSQL database to copy into (postgres://…).
+        from: Option<PathBuf>,
+        /// The PostgreSQL database to import into (postgres://…); required with --from. With FILE and without
+        /// it, the data directory's embedded database.
         #[arg(long, env = "PALAVER_DATABASE_URL", hide_env_values = true)]
-        database: String,
+        database: Option<String>,
+        /// Data directory to import FILE into (its embedded database), when no --database is given.
+        #[arg(long, env = "PALAVER_DATA_DIR", default_value = "./palaver-data")]
+        data_dir: PathBuf,
+    },
+    /// Write a consistent copy of the embedded database to FILE, while the server runs.
+    ///
+    /// Reads <DATA_DIR>/palaver.sqlite3 beside a running `palaver serve` (or a stopped one) in one snapshot
+    /// with SQLite's online backup API, in steps that leave the server's writes alone; FILE is replaced only
+    /// by a whole copy that passed `PRAGMA integrity_check`. It holds everything in the database (API keys and
+    /// the event log too), but not the media files (<DATA_DIR>/media) nor credentials.toml: copy those too.
+    /// For PostgreSQL deployments use pg_dump (or `palaver export`).
+    Backup {
+        /// Where to write the backup.
+        file: PathBuf,
+        /// Data directory of the server.
+        #[arg(long, env = "PALAVER_DATA_DIR", default_value = "./palaver-data")]
+        data_dir: PathBuf,
+    },
+    /// Put a backup (`palaver backup`) in place of the data directory's database; the server must be stopped.
+    ///
+    /// Checks FILE with `PRAGMA integrity_check` first, refuses while a process has the database open, keeps
+    /// the database that was there as palaver.sqlite3.before-restore-<unix time>, then copies FILE in.
+    Restore {
+        /// The backup to restore.
+        file: PathBuf,
+        /// Data directory of the (stopped) server.
+        #[arg(long, env = "PALAVER_DATA_DIR", default_value = "./palaver-data")]
+        data_dir: PathBuf,
+    },
+    /// Write services, users, conversations, participants and messages as JSON lines, for `palaver import FILE`.
+    ///
+    /// Works on the embedded database (read from a consistent snapshot, so a running server may go on) and on
+    /// --database postgres://… alike. Media bytes are not in the file: copy <DATA_DIR>/media (or the media
+    /// bucket) along. API keys, the event log and delivery receipt SIDs are not carried (docs/deploy.md, Backups).
+    Export {
+        /// Where to write the export; `-` for standard output.
+        file: PathBuf,
+        /// Data directory of the server (its embedded database).
+        #[arg(long, env = "PALAVER_DATA_DIR", default_value = "./palaver-data")]
+        data_dir: PathBuf,
+        /// The server's PostgreSQL database, when it has one.
+        #[arg(long, env = "PALAVER_DATABASE_URL", hide_env_values = true)]
+        database: Option<String>,
     },
     /// Run a benchmark scenario and print a table and one JSON line.
     Bench(BenchArgs),
@@ -219,7 +272,19 @@ fn main() -> Result<()> {
             Command::Serve(args) => serve(Settings::resolve(*args)?).await,
             Command::Keys { action, data_dir, database } => keys(action, &data_dir, database.as_deref()).await,
             Command::Migrate { database, data_dir } => migrate(database.as_deref(), &data_dir).await,
-            Command::Import { from, database } => import(&from, &database).await,
+            Command::Import { file: Some(file), database, data_dir, .. } => {
+                backups::import(&file, &data_dir, database.as_deref()).await
+            }
+            Command::Import { from: Some(from), database, .. } => match database {
+                Some(database) => import(&from, &database).await,
+                None => anyhow::bail!("--from needs --database postgres://… (the database to copy into)"),
+            },
+            Command::Import { .. } => anyhow::bail!("give an export FILE, or --from DATA_DIR --database postgres://…"),
+            Command::Backup { file, data_dir } => backups::backup(&file, &data_dir).await,
+            Command::Restore { file, data_dir } => backups::restore(&file, &data_dir).await,
+            Command::Export { file, data_dir, database } => {
+                backups::export(&file, &data_dir, database.as_deref()).await
+            }
             Command::Bench(args) => bench(args).await,
             Command::Chat { identity, conversation, url, token, data_dir } => {
                 let token = match token {
