@@ -221,11 +221,11 @@ pub(super) async fn handle(connection: &mut Connection, call: Call) -> CallResul
         Call::UpdateToken { token } => {
             let verified = crate::token::verify(connection.state(), &token)
                 .await
-                .map_err(|e| ApiError::new(palaver_api::ErrorCode::AuthenticationFailed, e.to_string()))?;
+                .map_err(|e| super::connection::token_error(&e))?;
             if verified.identity != session.identity().as_str() {
                 return Err(ApiError::new(
-                    palaver_api::ErrorCode::AuthenticationFailed,
-                    "the new token is for another identity",
+                    palaver_api::ErrorCode::AccessTokenInvalid,
+                    "Invalid access token: the new token is for another identity",
                 ));
             }
             let expires = palaver_core::event::rfc3339(verified.expires_at);

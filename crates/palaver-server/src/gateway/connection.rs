@@ -158,13 +158,13 @@ fn parse_request(message: &Message) -> Option<Result<Request, String>> {
     }
 }
 
-fn token_error(err: &TokenError) -> ApiError {
+/// A refused token, as both WebSocket APIs answer it: 20104 when it expired, 20101 for every other reason (the
+/// access-token codes of Twilio's SDKs), with status 401.
+pub(crate) fn token_error(err: &TokenError) -> ApiError {
     match err {
-        TokenError::Expired => {
-            ApiError::new(palaver_api::ErrorCode::AuthenticationFailed, "Access token expired (20104)")
-        }
+        TokenError::Expired => ApiError::new(palaver_api::ErrorCode::AccessTokenExpired, "Access token expired"),
         TokenError::Storage(e) => ApiError::new(palaver_api::ErrorCode::InternalError, e.to_string()),
-        other => ApiError::new(palaver_api::ErrorCode::AuthenticationFailed, other.to_string()),
+        other => ApiError::new(palaver_api::ErrorCode::AccessTokenInvalid, format!("Invalid access token: {other}")),
     }
 }
 

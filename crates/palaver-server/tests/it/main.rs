@@ -1,6 +1,7 @@
 //! Integration tests: the real server on a free port with its own SQLite database, driven over HTTP.
 
 mod api;
+mod authorization;
 mod channels;
 mod console;
 mod conversations;
