@@ -498,9 +498,12 @@ async fn room(api: &Api, roles: &BTreeMap<String, String>) -> Room {
     }
 }
 
+/// A realtime method, its parameters in a [`Room`], and its answer for each of [`CALLERS`].
+type Row = (&'static str, fn(&Room) -> Value, [Answer; 4]);
+
 /// Every realtime method that acts as the user, its parameters in a [`Room`], and its answer for each of
 /// [`CALLERS`]. (`connect` and `update_token` are the token matrix's.)
-fn realtime_rows() -> Vec<(&'static str, fn(&Room) -> Value, [Answer; 4])> {
+fn realtime_rows() -> Vec<Row> {
     vec![
         ("ping", |_| Value::Null, [Y, Y, Y, Y]),
         ("get_my_conversations", |_| json!({}), [Y, Y, Y, Y]),
