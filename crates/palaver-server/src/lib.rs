@@ -18,7 +18,6 @@ mod gateway;
 mod http;
 pub mod media;
 mod paging;
-pub mod recent;
 mod resources;
 mod scope;
 pub mod token;
@@ -57,8 +56,6 @@ pub struct AppState {
     /// How long a stopping server keeps serving (with `/readyz` answering 503) before it closes realtime
     /// sessions and stops accepting requests, so a load balancer can take it out of rotation first.
     pub drain_delay: std::time::Duration,
-    /// This node's recent webhook attempts and receipt changes, for operators (`/palaver/v1/…Deliveries`).
-    pub recent: Arc<recent::RecentDeliveries>,
 }
 
 /// Why a node could not join a cluster.
@@ -170,7 +167,6 @@ pub async fn open(
         cluster: None,
         draining: Arc::default(),
         drain_delay: std::time::Duration::ZERO,
-        recent: Arc::default(),
     })
 }
 
@@ -220,13 +216,8 @@ pub async fn run(
         webhook_config,
         sender,
         account_sid,
-        state.recent.clone(),
         until_stopped(),
     ));
-    let receipt_follower = tokio::spawn({
-        let (recent, palaver, stopped) = (state.recent.clone(), state.palaver.clone(), until_stopped());
-        async move { recent.follow_receipts(palaver.feed(), stopped).await }
-    });
     let channel_dispatcher = tokio::spawn(channels::run_channel_dispatcher(
         state.palaver.clone(),
         (*state.channels).clone(),
@@ -263,7 +254,6 @@ pub async fn run(
     let _ = feed.await;
     let _ = dispatcher.await;
     let _ = channel_dispatcher.await;
-    let _ = receipt_follower.await;
     if let Some(relay) = relay {
         let _ = relay.await;
     }

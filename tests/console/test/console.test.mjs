@@ -120,6 +120,26 @@ describe('the web console', () => {
     await page.getByText('No conversations').waitFor(WAIT);
   });
 
+  it('watches a conversation without taking part: messages, typing and horizons of others arrive live', async () => {
+    await page.goto(`${server.url}/console#/conversations`);
+    await page.getByRole('link', { name: 'Support chat' }).click();
+    await page.getByRole('heading', { name: 'Support chat' }).waitFor(WAIT);
+    await page.getByLabel('Send as').selectOption({ label: '(nobody: watch only)' });
+    await page.locator('.live.connected', { hasText: 'watching live' }).waitFor(WAIT);
+    assert.ok(await page.getByPlaceholder(/Choose a chat participant/).isDisabled(), 'a watcher cannot write');
+    await server.rest.postMessage(conversation.sid, 'alice', 'Seen by a watcher');
+    await page.locator('ol.messages li', { hasText: 'Seen by a watcher' }).waitFor(WAIT);
+    alice.say('/typing');
+    await page.locator('p.typing', { hasText: 'alice is typing…' }).waitFor(WAIT);
+    await screenshot(page, 'watching');
+    const last = (await server.rest.listMessages(conversation.sid)).at(-1).index;
+    alice.say('/read');
+    await waitForText(page.locator('tr[data-participant="alice"] td.horizon'), `#${last}`);
+    // The watcher is an observer, not a user of the service.
+    const users = await server.rest.get('/v1/Users?PageSize=100');
+    assert.deepEqual(users.users.map((u) => u.identity).sort(), ['alice', 'bob']);
+  });
+
   it('opens a conversation and shows a message sent through REST as it arrives', async () => {
     await page.goto(`${server.url}/console#/conversations`);
     await page.getByRole('link', { name: 'Support chat' }).click();

@@ -692,7 +692,7 @@ fn token_status(err: &TokenError) -> Status {
             Status::new(500, reason_phrase(500))
                 .with_error(ErrorCode::InternalError.number(), "the access token could not be checked; retry")
         }
-        TokenError::Malformed(_) | TokenError::Invalid | TokenError::NotYetValid => {
+        TokenError::Malformed(_) | TokenError::Invalid | TokenError::NotYetValid | TokenError::ObserverOnly => {
             unauthorized(ErrorCode::AccessTokenInvalid, &err.to_string())
         }
     }

@@ -7,6 +7,7 @@ mod conversations;
 mod errors;
 mod hardening;
 mod media;
+mod observer;
 mod messages;
 mod participants;
 mod realtime;
