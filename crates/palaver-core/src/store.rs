@@ -28,8 +28,8 @@ use crate::event::{Event, Origin};
 use crate::input::{Attributes, Identity, NotificationLevel, TimerDuration};
 use crate::model::*;
 use crate::webhook::{
-    AttemptFilter, AttemptRetention, ConversationWebhook, ConversationWebhookPatch, Delivery, NewDelivery,
-    OutboxEntry, OutboxFilter, WebhookAttempt, WebhookConfig, WebhookScope, WebhookSettings, WebhookSettingsPatch,
+    AttemptFilter, AttemptRetention, ConversationWebhook, ConversationWebhookPatch, Delivery, NewDelivery, OutboxEntry,
+    OutboxFilter, WebhookAttempt, WebhookConfig, WebhookScope, WebhookSettings, WebhookSettingsPatch,
 };
 
 /// A conversation addressed by SID or by unique name (paths accept either).

@@ -8,7 +8,8 @@
 //! store maps back to the domain's conflicts.
 
 /// Each entry upgrades the schema by one version; never edit a published entry, append a new one.
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE account_config (
     id BIGINT PRIMARY KEY CHECK (id = 1),
     default_service_sid TEXT NOT NULL,
@@ -276,7 +277,8 @@ CREATE TABLE media (
     date_created BIGINT NOT NULL
 );
 CREATE INDEX media_by_message ON media(message_sid) WHERE message_sid IS NOT NULL;
-"#, r#"
+"#,
+    r#"
 -- The webhook delivery history: one row per attempt, written with the outbox entry's new state; pruned by age
 -- and count as attempts are added.
 CREATE TABLE webhook_attempts (
@@ -306,4 +308,5 @@ UPDATE delivery_receipts r SET address = p.binding_address FROM participants p W
 CREATE INDEX receipts_by_status ON delivery_receipts(status, id);
 CREATE INDEX receipts_failed ON delivery_receipts(id) WHERE status IN ('failed', 'undelivered');
 CREATE INDEX receipts_by_conversation ON delivery_receipts(conversation_sid, id);
-"#];
+"#,
+];

@@ -263,7 +263,11 @@ pub(crate) fn list_receipts(
 }
 
 /// Receipts across conversations with their sending state and message (`r` is the receipt, `m` the message).
-pub(crate) fn list_deliveries(tx: &Connection, filter: &ReceiptFilter, page: PageQuery) -> Result<Page<ChannelDelivery>> {
+pub(crate) fn list_deliveries(
+    tx: &Connection,
+    filter: &ReceiptFilter,
+    page: PageQuery,
+) -> Result<Page<ChannelDelivery>> {
     let columns = RECEIPT_COLUMNS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ");
     let mut sql = format!(
         "SELECT {columns}, r.channel, r.address, r.attempts, r.last_error, r.next_attempt, m.idx, m.author, \

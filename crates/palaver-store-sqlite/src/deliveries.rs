@@ -72,7 +72,8 @@ fn attempt(row: &Row<'_>) -> rusqlite::Result<(i64, WebhookAttempt)> {
             event_type: row.get(5)?,
             conversation_sid: row.get(6)?,
             attempt: row.get(7)?,
-            outcome: AttemptOutcome::parse(&outcome).ok_or_else(|| unreadable(8, format!("unknown outcome {outcome}")))?,
+            outcome: AttemptOutcome::parse(&outcome)
+                .ok_or_else(|| unreadable(8, format!("unknown outcome {outcome}")))?,
             error: row.get(9)?,
             next_retry: opt_time_col(row, 10)?,
             at: time_col(row, 11)?,

@@ -443,7 +443,11 @@ pub async fn channel_deliveries_are_listed_across_conversations(factory: &dyn St
     };
     world.store.update_delivery(&ReceiptRef::Sid(sms.sid.clone()), failure).await.unwrap();
     let email = receipt_of(&world, &first, &first.email).await;
-    world.store.update_delivery(&ReceiptRef::Sid(email.sid.clone()), update(DeliveryStatus::Delivered, at(6))).await.unwrap();
+    world
+        .store
+        .update_delivery(&ReceiptRef::Sid(email.sid.clone()), update(DeliveryStatus::Delivered, at(6)))
+        .await
+        .unwrap();
     world
         .store
         .remove_participant(&world.service, &by_sid(&first.conversation), &participant_ref(&first.sms), at(7), &api())

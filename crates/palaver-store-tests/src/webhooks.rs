@@ -428,8 +428,14 @@ pub async fn attempts_are_recorded_with_their_outbox_entry(factory: &dyn StoreFa
         "newest first"
     );
     let retried = &history[3];
-    assert_eq!((retried.url.as_str(), retried.method, retried.event_id), ("https://flaky.example/", HookMethod::Post, 1));
-    assert_eq!((retried.event_type.as_deref(), retried.conversation_sid.as_deref()), (Some("onMessageAdded"), Some(ROOM)));
+    assert_eq!(
+        (retried.url.as_str(), retried.method, retried.event_id),
+        ("https://flaky.example/", HookMethod::Post, 1)
+    );
+    assert_eq!(
+        (retried.event_type.as_deref(), retried.conversation_sid.as_deref()),
+        (Some("onMessageAdded"), Some(ROOM))
+    );
     assert_eq!((retried.error.as_deref(), retried.next_retry), (Some("answered 503"), Some(at(10))));
     assert_eq!((history[4].error.as_deref(), history[4].next_retry), (None, None));
     assert_eq!((history[0].next_retry, history[2].conversation_sid.as_deref()), (None, None));

@@ -251,12 +251,13 @@ fn conversation_filter(query: &ListQuery) -> ApiResult<Option<ConversationSid>> 
 /// Filters: `Outcome`, `ConversationSid`. Recorded in the database by whichever node made the attempt, so
 /// every node lists the whole cluster's; the newest 10 000 attempts of the last week are kept.
 async fn list_webhook_deliveries(State(state): State<AppState>, query: ListQuery) -> ApiResult<Response> {
-    let outcome = match query.get("Outcome") {
-        None => None,
-        Some(raw) => Some(AttemptOutcome::parse(raw).ok_or_else(|| {
-            ApiError::invalid("Outcome", format!("{raw:?} is not delivered, retrying or gave_up"))
-        })?),
-    };
+    let outcome =
+        match query.get("Outcome") {
+            None => None,
+            Some(raw) => Some(AttemptOutcome::parse(raw).ok_or_else(|| {
+                ApiError::invalid("Outcome", format!("{raw:?} is not delivered, retrying or gave_up"))
+            })?),
+        };
     let filter = AttemptFilter { outcome, conversation_sid: conversation_filter(&query)? };
     let request = query.page(MAX_PAGE_SIZE, true)?;
     let page = state.palaver.store().list_webhook_attempts(filter, request.page).await?;

@@ -16,7 +16,10 @@ use crate::realtime::Raw;
 /// A token minted through the REST API; `observer` asks for the observer grant.
 async fn minted(api: &Api, identity: &str, observer: bool) -> String {
     let (status, body) = api
-        .post("/palaver/v1/AccessTokens", &[("Identity", identity), ("Observer", if observer { "true" } else { "false" })])
+        .post(
+            "/palaver/v1/AccessTokens",
+            &[("Identity", identity), ("Observer", if observer { "true" } else { "false" })],
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["observer"], observer);
@@ -33,11 +36,13 @@ async fn observe(api: &Api, identity: &str) -> (Raw, Value) {
 async fn room(api: &Api) -> String {
     let conv = api.conversation(&[("FriendlyName", "watched"), ("UniqueName", "watched-room")]).await;
     for identity in ["alice", "bob"] {
-        let (status, body) = api.post(&format!("/v1/Conversations/{conv}/Participants"), &[("Identity", identity)]).await;
+        let (status, body) =
+            api.post(&format!("/v1/Conversations/{conv}/Participants"), &[("Identity", identity)]).await;
         assert_eq!(status, 201, "{body}");
     }
-    let (status, body) =
-        api.post(&format!("/v1/Conversations/{conv}/Messages"), &[("Author", "alice"), ("Body", "stored before")]).await;
+    let (status, body) = api
+        .post(&format!("/v1/Conversations/{conv}/Messages"), &[("Author", "alice"), ("Body", "stored before")])
+        .await;
     assert_eq!(status, 201, "{body}");
     conv
 }
@@ -60,7 +65,10 @@ async fn an_observer_follows_any_conversation_with_its_history_live_events_and_t
 
     // By SID or unique name; the stored history is replayed, then live events follow.
     let found = observer.call("get_conversation", json!({"conversation": "watched-room"})).await.unwrap();
-    assert_eq!((found["status"].as_str(), found["conversation"]["sid"].as_str()), (Some("observing"), Some(conv.as_str())));
+    assert_eq!(
+        (found["status"].as_str(), found["conversation"]["sid"].as_str()),
+        (Some("observing"), Some(conv.as_str()))
+    );
     let subscribed = observer.call("subscribe", json!({"conversation": conv, "after_seq": 0})).await.unwrap();
     assert_eq!(subscribed["status"], "observing");
     assert!(subscribed["participant"].is_null() && subscribed["unread_messages_count"].is_null());
@@ -77,9 +85,8 @@ async fn an_observer_follows_any_conversation_with_its_history_live_events_and_t
     let sent = alice.call("send_message", json!({"conversation": conv, "body": "said live"})).await.unwrap();
     observer.wait_for("the live message", is_event("message.added", "said live")).await;
     alice.call("typing", json!({"conversation": conv})).await.unwrap();
-    let typing = observer
-        .wait_for("alice typing", |f| f["type"] == "typing" && f["conversation_sid"] == conv.as_str())
-        .await;
+    let typing =
+        observer.wait_for("alice typing", |f| f["type"] == "typing" && f["conversation_sid"] == conv.as_str()).await;
     assert_eq!(typing["identity"], "alice");
     let (status, _) =
         api.post(&format!("/v1/Conversations/{conv}/Messages"), &[("Author", "bob"), ("Body", "from REST")]).await;
@@ -88,7 +95,9 @@ async fn an_observer_follows_any_conversation_with_its_history_live_events_and_t
     alice.call("set_read_horizon", json!({"conversation": conv, "index": sent["index"]})).await.unwrap();
     let horizon = observer
         .wait_for("alice's horizon", |f| {
-            f["kind"] == "participant.updated" && f["data"]["identity"] == "alice" && f["data"]["last_read_message_index"] == sent["index"]
+            f["kind"] == "participant.updated"
+                && f["data"]["identity"] == "alice"
+                && f["data"]["last_read_message_index"] == sent["index"]
         })
         .await;
     assert_eq!(horizon["stream"], conv.as_str());
@@ -140,7 +149,10 @@ async fn an_observer_changes_nothing_whatever_its_identity() {
     }
     // Nothing changed.
     let (_, after) = api.get(&format!("/v1/Conversations/{conv}")).await;
-    assert_eq!((after["friendly_name"].clone(), after["date_updated"].clone()), (before["friendly_name"].clone(), before["date_updated"].clone()));
+    assert_eq!(
+        (after["friendly_name"].clone(), after["date_updated"].clone()),
+        (before["friendly_name"].clone(), before["date_updated"].clone())
+    );
     let (_, messages) = api.get(&format!("/v1/Conversations/{conv}/Messages")).await;
     assert_eq!(messages["messages"].as_array().map(Vec::len), Some(1));
     assert_eq!(messages["messages"][0]["body"], "stored before");
