@@ -488,10 +488,10 @@ pub async fn channel_deliveries_are_listed_across_conversations(factory: &dyn St
     let failures = ReceiptFilter { failed: true, ..ReceiptFilter::default() };
     assert_eq!(list(failures.clone()).await, [first.sms.sid.clone(), second.sms.sid.clone()], "oldest first");
     let delivered = ReceiptFilter { status: Some(DeliveryStatus::Delivered), ..ReceiptFilter::default() };
-    assert_eq!(list(delivered.clone()).await, [first.email.sid.clone()]);
+    assert_eq!(list(delivered.clone()).await, std::slice::from_ref(&first.email.sid));
     assert!(list(ReceiptFilter { failed: true, ..delivered }).await.is_empty());
     let in_second = ReceiptFilter { conversation_sid: Some(second.conversation.sid.clone()), ..failures };
-    assert_eq!(list(in_second).await, [second.sms.sid.clone()]);
+    assert_eq!(list(in_second).await, std::slice::from_ref(&second.sms.sid));
     let here = ReceiptFilter { service_sid: Some(world.service.clone()), ..ReceiptFilter::default() };
     assert_eq!(list(here).await.len(), 4);
     let elsewhere = world.store.create_service(new_service("elsewhere")).await.unwrap();

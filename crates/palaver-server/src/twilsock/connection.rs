@@ -866,6 +866,7 @@ mod tests {
             identity: identity.into(),
             service_sid: None,
             expires_at: time::OffsetDateTime::now_utc() + time::Duration::seconds(secs),
+            observer: false,
         }
     }
 
