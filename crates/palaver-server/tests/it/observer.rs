@@ -102,6 +102,17 @@ async fn an_observer_follows_any_conversation_with_its_history_live_events_and_t
         .await;
     assert_eq!(horizon["stream"], conv.as_str());
 
+    // Only conversations of the token's service.
+    let (status, other_service) = api.post("/v1/Services", &[("FriendlyName", "elsewhere")]).await;
+    assert_eq!(status, 201, "{other_service}");
+    let elsewhere = format!("/v1/Services/{}/Conversations", other_service["sid"].as_str().unwrap());
+    let (status, hidden) = api.post(&elsewhere, &[("FriendlyName", "hidden")]).await;
+    assert_eq!(status, 201, "{hidden}");
+    let refused = observer.call("subscribe", json!({"conversation": hidden["sid"]})).await.expect_err("elsewhere");
+    assert_eq!(refused["status"], 404, "{refused}");
+    let refused = observer.call("get_messages", json!({"conversation": hidden["sid"]})).await.expect_err("elsewhere");
+    assert_eq!(refused["status"], 404, "{refused}");
+
     // Unsubscribed, nothing more arrives.
     observer.call("unsubscribe", json!({"conversation": conv})).await.unwrap();
     observer.drain(Duration::from_millis(200)).await;
