@@ -262,3 +262,30 @@ async fn a_forged_observer_grant_is_refused_like_any_bad_token() {
     let seen = mallory.drain(Duration::from_millis(300)).await;
     assert!(!seen.iter().any(|f| f.to_string().contains("stored before")), "{seen:?}");
 }
+
+#[tokio::test]
+async fn a_reconnecting_observer_resumes_the_conversations_it_followed() {
+    let api = Api::start().await;
+    let conv = room(&api).await;
+    let (mut observer, _) = observe(&api, "console-observer").await;
+    observer.call("subscribe", json!({"conversation": conv, "after_seq": 0})).await.unwrap();
+    let seen = observer.wait_for("the stored message", is_event("message.added", "stored before")).await;
+    let last_seq = seen["seq"].as_i64().unwrap();
+    drop(observer);
+    let (status, _) =
+        api.post(&format!("/v1/Conversations/{conv}/Messages"), &[("Author", "bob"), ("Body", "while away")]).await;
+    assert_eq!(status, 201);
+
+    // Back with its `resume` map: what it missed is replayed, and live events follow without a subscribe.
+    let mut observer = Raw::open(&api).await;
+    let token = minted(&api, "console-observer", true).await;
+    observer.call("connect", json!({"token": token, "resume": {conv.clone(): last_seq}})).await.unwrap();
+    let missed = observer.wait_for("the missed message", is_event("message.added", "while away")).await;
+    assert_eq!(missed["seq"].as_i64(), Some(last_seq + 1));
+    let (status, _) =
+        api.post(&format!("/v1/Conversations/{conv}/Messages"), &[("Author", "bob"), ("Body", "back again")]).await;
+    assert_eq!(status, 201);
+    observer.wait_for("the live message", is_event("message.added", "back again")).await;
+    let frames = observer.drain(Duration::from_millis(300)).await;
+    assert!(!frames.iter().any(|f| f.to_string().contains("stored before")), "nothing twice: {frames:?}");
+}
