@@ -87,7 +87,7 @@ impl From<Error> for ApiError {
             Error::Conflict(Conflict::UserIdentityTaken(_)) => ErrorCode::UserAlreadyExists,
             Error::Conflict(Conflict::InUse(_) | Conflict::AddressConfigured(_)) => ErrorCode::InvalidParameter,
             Error::ConversationClosed(_) => ErrorCode::ConversationClosed,
-            Error::Forbidden(_) => ErrorCode::Forbidden,
+            Error::Forbidden(_) | Error::ReadOnly => ErrorCode::Forbidden,
             Error::NotAParticipant(_) => ErrorCode::NotAParticipant,
             Error::LimitExceeded(Limit::Participants(_)) => ErrorCode::ParticipantLimitExceeded,
             Error::LimitExceeded(Limit::NonChatParticipants(_)) => ErrorCode::NonChatParticipantLimitExceeded,

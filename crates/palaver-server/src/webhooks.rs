@@ -234,7 +234,6 @@ pub async fn run_dispatcher(
     config: Arc<WebhookConfigCache>,
     sender: WebhookSender,
     account_sid: String,
-    recent: Arc<crate::recent::RecentDeliveries>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -301,7 +300,7 @@ pub async fn run_dispatcher(
         }
         let mut wait = Duration::from_secs(1);
         if outbox_pending {
-            deliver_due(&store, &sender, &recent).await;
+            deliver_due(&store, &sender).await;
             match store.next_webhook_due().await {
                 Ok(Some(due)) => {
                     let now = OffsetDateTime::now_utc();
@@ -365,7 +364,7 @@ async fn plan(
     Ok((!planned.is_empty()).then_some(planned))
 }
 
-async fn deliver_due(store: &Arc<dyn Store>, sender: &WebhookSender, recent: &crate::recent::RecentDeliveries) {
+async fn deliver_due(store: &Arc<dyn Store>, sender: &WebhookSender) {
     let due = match store.due_webhooks(OffsetDateTime::now_utc(), WEBHOOK_LEASE, DELIVERY_BATCH).await {
         Ok(due) => due,
         Err(err) => {
@@ -382,15 +381,12 @@ async fn deliver_due(store: &Arc<dyn Store>, sender: &WebhookSender, recent: &cr
             .is_err()
             .then(|| (attempts < MAX_ATTEMPTS).then(|| OffsetDateTime::now_utc() + backoff(attempts)))
             .flatten();
-        recent.webhook_attempted(crate::recent::WebhookAttempt::of(&delivery, attempts, &outcome, retry_at));
-        let recorded = match outcome {
-            Ok(_) => store.webhook_delivered(delivery.id).await,
-            Err(err) => {
-                tracing::info!(url = %delivery.request.url, attempts, %err, "webhook delivery failed");
-                store.webhook_failed(delivery.id, retry_at, err.to_string()).await
-            }
-        };
-        if let Err(err) = recorded {
+        if let Err(err) = &outcome {
+            tracing::info!(url = %delivery.request.url, attempts, %err, "webhook delivery failed");
+        }
+        let error = outcome.err().map(|err| err.to_string());
+        let attempt = WebhookAttempt::of(&delivery, error, retry_at, OffsetDateTime::now_utc());
+        if let Err(err) = store.record_webhook_attempt(attempt, AttemptRetention::default()).await {
             tracing::warn!(%err, "could not record a webhook delivery");
         }
     });

@@ -90,6 +90,7 @@
 //! [`Store::changes`]: palaver_core::store::Store::changes
 
 mod channels;
+mod deliveries;
 mod media;
 mod queries;
 mod rows;

@@ -368,7 +368,7 @@ fn token_with(server: &TestServer, edit: impl FnOnce(&mut AccessTokenClaims)) ->
         sub: server.account_sid().to_string(),
         exp: now + 3600,
         nbf: Some(now),
-        grants: Grants { identity: Some("alice".into()), chat: Some(ChatGrant::default()) },
+        grants: Grants { identity: Some("alice".into()), chat: Some(ChatGrant::default()), ..Grants::default() },
     };
     edit(&mut claims);
     palaver_api::token::encode(&claims, secret)
@@ -394,7 +394,7 @@ fn bad_tokens(server: &TestServer, deleted_key: (&str, &str)) -> Vec<(&'static s
             sub: server.account_sid().to_string(),
             exp: now + 3600,
             nbf: None,
-            grants: Grants { identity: Some("alice".into()), chat: None },
+            grants: Grants { identity: Some("alice".into()), ..Grants::default() },
         };
         palaver_api::token::encode(&claims, secret)
     };
@@ -468,8 +468,9 @@ enum Answer {
 
 use Answer::{Forbidden as F, NotParticipant as N, Ok as Y, Participating as P};
 
-/// The four kinds of chat user, in the order of each row's answers.
-const CALLERS: [&str; 4] = ["outsider", "member", "cadmin", "sadmin"];
+/// The kinds of realtime caller, in the order of each row's answers: four chat users, and an observer (a
+/// read-only token minted with account credentials, see `observer.rs`).
+const CALLERS: [&str; 5] = ["outsider", "member", "cadmin", "sadmin", "watcher"];
 
 /// One conversation made for one call: `owner` and `member` are participants with the conversation user role,
 /// `cadmin` with the conversation admin role; `outsider` and `sadmin` (the service admin role) are users of the
@@ -499,61 +500,65 @@ async fn room(api: &Api, roles: &BTreeMap<String, String>) -> Room {
 }
 
 /// A realtime method, its parameters in a [`Room`], and its answer for each of [`CALLERS`].
-type Row = (&'static str, fn(&Room) -> Value, [Answer; 4]);
+type Row = (&'static str, fn(&Room) -> Value, [Answer; 5]);
 
 /// Every realtime method that acts as the user, its parameters in a [`Room`], and its answer for each of
 /// [`CALLERS`]. (`connect` and `update_token` are the token matrix's.)
 fn realtime_rows() -> Vec<Row> {
     vec![
-        ("ping", |_| Value::Null, [Y, Y, Y, Y]),
-        ("get_my_conversations", |_| json!({}), [Y, Y, Y, Y]),
-        ("create_conversation", |_| json!({"friendly_name": "mine"}), [Y, Y, Y, Y]),
-        ("get_user", |_| json!({"identity": "owner"}), [Y, Y, Y, Y]),
-        ("update_user", |_| json!({"friendly_name": "me"}), [Y, Y, Y, Y]),
+        ("ping", |_| Value::Null, [Y, Y, Y, Y, Y]),
+        ("get_my_conversations", |_| json!({}), [Y, Y, Y, Y, Y]),
+        ("create_conversation", |_| json!({"friendly_name": "mine"}), [Y, Y, Y, Y, F]),
+        ("get_user", |_| json!({"identity": "owner"}), [Y, Y, Y, Y, Y]),
+        ("update_user", |_| json!({"friendly_name": "me"}), [Y, Y, Y, Y, F]),
         // Anyone who may join a conversation may look it up and follow it; its contents stay behind the rows below.
-        ("get_conversation", |r| json!({"conversation": r.conversation}), [Y, Y, Y, Y]),
-        ("subscribe", |r| json!({"conversation": r.conversation}), [Y, Y, Y, Y]),
-        ("unsubscribe", |r| json!({"conversation": r.conversation}), [Y, Y, Y, Y]),
-        ("join", |r| json!({"conversation": r.conversation}), [Y, P, P, Y]),
-        ("update_conversation", |r| json!({"conversation": r.conversation, "friendly_name": "renamed"}), [N, F, Y, N]),
-        ("delete_conversation", |r| json!({"conversation": r.conversation}), [F, F, Y, Y]),
-        ("leave", |r| json!({"conversation": r.conversation}), [N, Y, Y, N]),
-        ("add_participant", |r| json!({"conversation": r.conversation, "identity": "newcomer"}), [N, F, Y, N]),
+        ("get_conversation", |r| json!({"conversation": r.conversation}), [Y, Y, Y, Y, Y]),
+        ("subscribe", |r| json!({"conversation": r.conversation}), [Y, Y, Y, Y, Y]),
+        ("unsubscribe", |r| json!({"conversation": r.conversation}), [Y, Y, Y, Y, Y]),
+        ("join", |r| json!({"conversation": r.conversation}), [Y, P, P, Y, F]),
+        (
+            "update_conversation",
+            |r| json!({"conversation": r.conversation, "friendly_name": "renamed"}),
+            [N, F, Y, N, F],
+        ),
+        ("delete_conversation", |r| json!({"conversation": r.conversation}), [F, F, Y, Y, F]),
+        ("leave", |r| json!({"conversation": r.conversation}), [N, Y, Y, N, F]),
+        ("add_participant", |r| json!({"conversation": r.conversation, "identity": "newcomer"}), [N, F, Y, N, F]),
         (
             "add_non_chat_participant",
             |r| json!({"conversation": r.conversation, "proxy_address": "+15550009999", "address": "+15550008888"}),
-            [N, F, Y, N],
+            [N, F, Y, N, F],
         ),
         (
             "remove_participant",
             |r| json!({"conversation": r.conversation, "participant": r.owner_participant}),
-            [N, F, Y, N],
+            [N, F, Y, N, F],
         ),
-        ("get_participants", |r| json!({"conversation": r.conversation}), [N, Y, Y, N]),
+        ("get_participants", |r| json!({"conversation": r.conversation}), [N, Y, Y, N, Y]),
         (
             "update_participant",
             |r| json!({"conversation": r.conversation, "participant": r.owner_participant, "attributes": "{\"a\":1}"}),
-            [N, F, Y, N],
+            [N, F, Y, N, F],
         ),
-        ("send_message", |r| json!({"conversation": r.conversation, "body": "hello"}), [N, Y, Y, N]),
-        ("get_messages", |r| json!({"conversation": r.conversation}), [N, Y, Y, N]),
+        ("send_message", |r| json!({"conversation": r.conversation, "body": "hello"}), [N, Y, Y, N, F]),
+        ("get_messages", |r| json!({"conversation": r.conversation}), [N, Y, Y, N, Y]),
         (
             "update_message",
             |r| json!({"conversation": r.conversation, "message": r.owner_message, "body": "edited"}),
-            [N, F, Y, N],
+            [N, F, Y, N, F],
         ),
-        ("remove_message", |r| json!({"conversation": r.conversation, "message": r.owner_message}), [N, F, Y, N]),
-        ("set_read_horizon", |r| json!({"conversation": r.conversation, "index": 0}), [N, Y, Y, N]),
-        ("get_unread_count", |r| json!({"conversation": r.conversation}), [N, Y, Y, N]),
-        ("set_notification_level", |r| json!({"conversation": r.conversation, "level": "muted"}), [N, Y, Y, N]),
-        ("typing", |r| json!({"conversation": r.conversation}), [N, Y, Y, N]),
-        ("get_counts", |r| json!({"conversation": r.conversation}), [N, Y, Y, N]),
+        ("remove_message", |r| json!({"conversation": r.conversation, "message": r.owner_message}), [N, F, Y, N, F]),
+        ("set_read_horizon", |r| json!({"conversation": r.conversation, "index": 0}), [N, Y, Y, N, F]),
+        ("get_unread_count", |r| json!({"conversation": r.conversation}), [N, Y, Y, N, N]),
+        ("set_notification_level", |r| json!({"conversation": r.conversation, "level": "muted"}), [N, Y, Y, N, F]),
+        ("typing", |r| json!({"conversation": r.conversation}), [N, Y, Y, N, F]),
+        ("get_counts", |r| json!({"conversation": r.conversation}), [N, Y, Y, N, Y]),
         (
             "get_delivery_receipts",
             |r| json!({"conversation": r.conversation, "message": r.owner_message}),
-            [N, Y, Y, N],
+            [N, Y, Y, N, Y],
         ),
-        ("get_message_recipients", |r| json!({"conversation": r.conversation}), [N, Y, Y, N]),
+        ("get_message_recipients", |r| json!({"conversation": r.conversation}), [N, Y, Y, N, Y]),
     ]
 }
 
@@ -570,12 +575,21 @@ async fn every_realtime_method_answers_each_kind_of_user_as_its_roles_say() {
     let (status, body) =
         api.post("/v1/Users", &[("Identity", "sadmin"), ("RoleSid", roles["service admin"].as_str())]).await;
     assert_eq!(status, 201, "{body}");
+    let (status, minted) = api.post("/palaver/v1/AccessTokens", &[("Identity", "watcher"), ("Observer", "true")]).await;
+    assert_eq!(status, 201, "{minted}");
+    let observer_token = minted["token"].as_str().unwrap().to_string();
     let mut wrong = Vec::new();
     for (method, params, answers) in realtime_rows() {
         for (caller, expected) in CALLERS.iter().zip(answers) {
             // A room of its own for every call, so that none sees what another changed.
             let room = room(&api, &roles).await;
-            let (mut raw, _) = Raw::connect(&api, caller).await;
+            let (mut raw, _) = if *caller == "watcher" {
+                let mut raw = Raw::open(&api).await;
+                let connected = raw.call("connect", json!({"token": observer_token.clone()})).await.expect("observe");
+                (raw, connected)
+            } else {
+                Raw::connect(&api, caller).await
+            };
             let answer = raw.call(method, params(&room)).await;
             let seen = match &answer {
                 Ok(_) => Y,

@@ -10,6 +10,7 @@ mod hardening;
 mod limits;
 mod media;
 mod messages;
+mod observer;
 mod participants;
 mod realtime;
 mod timers_and_restart;
