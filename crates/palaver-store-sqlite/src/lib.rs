@@ -16,6 +16,7 @@
 
 mod channels;
 mod deliveries;
+pub mod holder;
 mod media;
 mod rows;
 mod schema;
