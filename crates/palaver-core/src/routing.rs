@@ -209,7 +209,23 @@ impl Palaver {
 
     async fn check_auto_creation(&self, auto: &AutoCreation) -> Result<()> {
         if let Some(service) = &auto.conversation_service_sid {
-            self.service(service).await?;
+            // A setting that names a missing service is bad input; the address configuration itself exists.
+            match self.service(service).await {
+                Err(Error::NotFound { .. }) => {
+                    let reason = format!("there is no service {service}");
+                    return Err(InvalidInput::new("AutoCreation.ConversationServiceSid", reason).into());
+                }
+                found => found?,
+            };
+        }
+        if let Some(flow) = &auto.studio_flow_sid
+            && !is_studio_flow_sid(flow)
+        {
+            return Err(InvalidInput::new(
+                "AutoCreation.StudioFlowSid",
+                format!("'{flow}' is not a Studio flow SID (FW…)"),
+            )
+            .into());
         }
         match auto.kind.as_str() {
             "default" | "studio" => {}
@@ -285,4 +301,10 @@ impl Palaver {
     pub async fn delete_address_configuration(&self, sid: &AddressConfigurationSid) -> Result<()> {
         self.store().delete_address_configuration(sid).await
     }
+}
+
+/// Whether `raw` has the form of a Studio flow SID: `FW` and 32 hexadecimal digits. Palaver runs no Studio
+/// flows, so the SID is only kept and shown.
+fn is_studio_flow_sid(raw: &str) -> bool {
+    raw.len() == 34 && raw.starts_with("FW") && raw[2..].bytes().all(|b| b.is_ascii_hexdigit())
 }

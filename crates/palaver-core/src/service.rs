@@ -511,7 +511,14 @@ impl Palaver {
         kind: RoleKind,
         field: &'static str,
     ) -> Result<()> {
-        let found = self.store.get_role(service, role).await?;
+        // The role is a parameter of the request, not the resource the path names: one the service lacks is
+        // bad input, not a missing resource.
+        let found = match self.store.get_role(service, role).await {
+            Err(Error::NotFound { .. }) => {
+                return Err(InvalidInput::new(field, format!("the service has no role {role}")).into());
+            }
+            found => found?,
+        };
         if found.kind != kind {
             return Err(InvalidInput::new(
                 field,

@@ -118,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .fallback(not_found)
         .layer(axum::middleware::from_fn(crate::error::name_missing_resource))
+        .layer(axum::middleware::from_fn(crate::form::refuse_nul_characters))
         .with_state(state)
 }
 

@@ -21,7 +21,7 @@ impl Api {
         if path.starts_with("http") { path.to_string() } else { format!("{}{path}", self.server.url()) }
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
         let response = request
             .basic_auth(self.server.account_sid(), Some(self.server.auth_token()))
             .send()
