@@ -218,14 +218,8 @@ impl Palaver {
                 found => found?,
             };
         }
-        if let Some(flow) = &auto.studio_flow_sid
-            && !is_studio_flow_sid(flow)
-        {
-            return Err(InvalidInput::new(
-                "AutoCreation.StudioFlowSid",
-                format!("'{flow}' is not a Studio flow SID (FW…)"),
-            )
-            .into());
+        if let Some(flow) = &auto.studio_flow_sid {
+            crate::service::check_studio_flow_sid("AutoCreation.StudioFlowSid", flow)?;
         }
         match auto.kind.as_str() {
             "default" | "studio" => {}
@@ -301,10 +295,4 @@ impl Palaver {
     pub async fn delete_address_configuration(&self, sid: &AddressConfigurationSid) -> Result<()> {
         self.store().delete_address_configuration(sid).await
     }
-}
-
-/// Whether `raw` has the form of a Studio flow SID: `FW` and 32 hexadecimal digits. Palaver runs no Studio
-/// flows, so the SID is only kept and shown.
-fn is_studio_flow_sid(raw: &str) -> bool {
-    raw.len() == 34 && raw.starts_with("FW") && raw[2..].bytes().all(|b| b.is_ascii_hexdigit())
 }

@@ -203,9 +203,22 @@ fn validate_scoped_webhook(hook: &ConversationWebhook) -> Result<(), InvalidInpu
             }
         }
     }
+    if let Some(flow) = &hook.flow_sid {
+        check_studio_flow_sid("Configuration.FlowSid", flow)?;
+    }
     match &hook.url {
         Some(url) => validate_webhook_url("Configuration.Url", url),
         None => Err(InvalidInput::new("Configuration.Url", "is required for this target")),
+    }
+}
+
+/// Checks that `raw` has the form of a Studio flow SID (`FW` and 32 hex digits). Palaver runs no Studio flows,
+/// so the SID is only kept and shown.
+pub(crate) fn check_studio_flow_sid(field: &'static str, raw: &str) -> Result<(), InvalidInput> {
+    if palaver_api::sid::has_sid_shape(raw, "FW") {
+        Ok(())
+    } else {
+        Err(InvalidInput::new(field, format!("'{raw}' is not a Studio flow SID (FW and 32 hex digits)")))
     }
 }
 

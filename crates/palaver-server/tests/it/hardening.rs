@@ -263,6 +263,18 @@ async fn settings_naming_a_missing_role_service_or_flow_are_400s_not_404s() {
     let (status, body) = api.get(&format!("/v1/Conversations/{conv}/Participants")).await;
     assert_eq!((status, body["participants"].as_array().map(Vec::len)), (200, Some(0)), "{body}");
 
+    let webhooks = format!("/v1/Conversations/{conv}/Webhooks");
+    let bad_flow = format!("FW{}*", "a".repeat(31));
+    let hook = [("Target", "webhook"), ("Configuration.Url", "http://127.0.0.1:9/hook")];
+    let response = api.post(&webhooks, &[hook[0], hook[1], ("Configuration.FlowSid", &bad_flow)]).await;
+    assert_error(&response, 400, 20001);
+    let (status, created) = api.post(&webhooks, &hook).await;
+    assert_eq!(status, 201, "{created}");
+    let update = format!("{webhooks}/{}", created["sid"].as_str().unwrap());
+    let response = api.post(&update, &[("Configuration.FlowSid", &bad_flow)]).await;
+    assert_error(&response, 400, 20001);
+    assert!(response.1["message"].as_str().unwrap().contains("Configuration.FlowSid"), "{}", response.1);
+
     let address = |extra: (&'static str, String)| {
         let form = vec![("Type", "sms".to_string()), ("Address", "+15550001111".to_string()), extra];
         api.http.post(format!("{}/v1/Configuration/Addresses", api.server.url())).form(&form)
