@@ -15,6 +15,8 @@ written in docs/compatibility.md ("Schema testing"):
 - An empty `PreWebhookUrl`, `PostWebhookUrl` or `LastReadTimestamp` clears the setting, as in Twilio.
 - A delivery receipt not yet handed to its channel has the status `queued`, which the spec's enum lacks (the
   JS SDK's `DetailedDeliveryReceipt` lists it).
+- A conversation in the state `initializing` (which the spec lets a conversation be given) shows that state in
+  its user- and participant-conversation views too, whose enums lack it.
 Operations Palaver does not serve yet (push credentials, bindings, push notification settings) are left out.
 
 PALAVER_SCHEMA_EXAMPLES sets the number of examples per operation (default 12, a couple of minutes); running
@@ -30,12 +32,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SPEC = Path(os.environ.get("PALAVER_TWILIO_SPEC", REPO.parent / "shared" / "reference" / "twilio_conversations_v1.json"))
+SPEC = Path(os.environ.get("PALAVER_TWILIO_SPEC",
+                           REPO.parent / "shared" / "reference" / "twilio_conversations_v1.json"))
 EXAMPLES = int(os.environ.get("PALAVER_SCHEMA_EXAMPLES", "12"))
 SEED = int(os.environ.get("PALAVER_SCHEMA_SEED", "20260101"))
 
-# Served elsewhere or not yet (push credentials, bindings and notification settings): not part of this run.
-NOT_SERVED = r"^(CreateCredential|ListCredential|UpdateCredential|DeleteCredential|FetchCredential|DeleteServiceBinding|FetchServiceBinding|ListServiceBinding|UpdateServiceNotification|FetchServiceNotification)$"
+# Not served yet (push credentials, bindings and notification settings): left out of the run, by operation ID.
+NOT_SERVED = [
+    "CreateCredential", "ListCredential", "UpdateCredential", "DeleteCredential", "FetchCredential",
+    "DeleteServiceBinding", "FetchServiceBinding", "ListServiceBinding",
+    "UpdateServiceNotification", "FetchServiceNotification",
+]
 
 TWILIO_ERROR = {
     "description": "A Twilio error",
@@ -77,6 +84,8 @@ def adjusted_spec(spec):
     for name, schema in spec["components"]["schemas"].items():
         if name.endswith("message_receipt_enum_delivery_status"):
             schema["enum"].append("queued")
+        if name.endswith(("user_conversation_enum_state", "participant_conversation_enum_state")):
+            schema["enum"].append("initializing")
     return spec
 
 
@@ -236,7 +245,7 @@ def test_twilio_openapi_spec(server, tmp_path):
         str(st), "--config-file", str(config_path), "run", str(spec_path),
         "--url", server.url,
         "--auth", f"{server.account_sid}:{server.auth_token}",
-        "--exclude-operation-id-regex", NOT_SERVED,
+        "--exclude-operation-id-regex", "^(" + "|".join(NOT_SERVED) + ")$",
         "--checks", "all",
         # Twilio's spec does not describe the rules behind its inputs (JSON attributes, ISO-8601 durations,
         # page tokens, one of Identity or an address...), so generated "valid" requests are often rightly
