@@ -102,7 +102,7 @@ def test_nul_characters_are_4xx_on_every_store(v1, server):
     expect(lambda: v1.users.create(identity="nul\0"), 400, 20001)
     expect(lambda: v1.conversations(conv.sid).messages.create(body="x\0"), 400, 20001)
     expect(lambda: v1.conversations("by-name\0").fetch(), 404, 20404)
-    expect(lambda: v1.users("someone\0").user_conversations.list(), 404, 20404)
+    expect(lambda: v1.users("someone\0").user_conversations(conv.sid).fetch(), 404, 20404)
     raw = requests.get(f"{server.url}/v1/ParticipantConversations", params={"Identity": "a\0"}, auth=auth)
     assert raw.status_code == 400 and raw.json()["code"] == 20001
     assert v1.conversations.create(friendly_name="after").sid.startswith("CH")
