@@ -12,7 +12,8 @@ written in docs/compatibility.md ("Schema testing"):
   body, so error answers are checked too (shape, content type) instead of being undocumented.
 - `PageSize` above an operation's maximum is served as that maximum rather than refused, as Twilio does (the
   official libraries send `PageSize=limit` for `list(limit=...)`), so the spec's `maximum` is dropped.
-- An empty `PreWebhookUrl`, `PostWebhookUrl` or `LastReadTimestamp` clears the setting, as in Twilio.
+- An empty `PreWebhookUrl`, `PostWebhookUrl`, `LastReadTimestamp`, `DefaultMessagingServiceSid` or
+  `MessagingServiceSid` clears the setting (or leaves it unset), as in Twilio.
 - A delivery receipt not yet handed to its channel has the status `queued`, which the spec's enum lacks (the
   JS SDK's `DetailedDeliveryReceipt` lists it).
 - A conversation in the state `initializing` (which the spec lets a conversation be given) shows that state in
@@ -64,7 +65,8 @@ TWILIO_ERROR = {
 
 
 # Form fields where an empty value clears what was set (Twilio's convention), though the spec gives them a format.
-CLEARED_BY_EMPTY = {"PreWebhookUrl", "PostWebhookUrl", "LastReadTimestamp"}
+CLEARED_BY_EMPTY = {"PreWebhookUrl", "PostWebhookUrl", "LastReadTimestamp", "DefaultMessagingServiceSid",
+                    "MessagingServiceSid"}
 
 
 def adjusted_spec(spec):
