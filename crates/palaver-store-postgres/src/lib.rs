@@ -91,6 +91,7 @@
 
 mod channels;
 mod media;
+mod push;
 mod queries;
 mod rows;
 mod schema;

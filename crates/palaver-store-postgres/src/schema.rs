@@ -8,7 +8,8 @@
 //! store maps back to the domain's conflicts.
 
 /// Each entry upgrades the schema by one version; never edit a published entry, append a new one.
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE account_config (
     id BIGINT PRIMARY KEY CHECK (id = 1),
     default_service_sid TEXT NOT NULL,
@@ -276,4 +277,7 @@ CREATE TABLE media (
     date_created BIGINT NOT NULL
 );
 CREATE INDEX media_by_message ON media(message_sid) WHERE message_sid IS NOT NULL;
-"#];
+"#,
+    // Push notifications: credentials, bindings, settings and the push outbox (`push.rs`).
+    crate::push::MIGRATION,
+];

@@ -16,6 +16,7 @@
 
 mod channels;
 mod media;
+mod push;
 mod rows;
 mod schema;
 

@@ -284,4 +284,6 @@ CREATE INDEX media_by_message ON media(message_sid) WHERE message_sid IS NOT NUL
 -- Descriptors of a message's media (JSON array), kept with the message so pages need no extra reads.
 ALTER TABLE messages ADD COLUMN media TEXT;
 "#,
+    // Push notifications: credentials, bindings, settings and the push outbox (`push.rs`).
+    crate::push::MIGRATION,
 ];
