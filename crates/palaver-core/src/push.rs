@@ -696,28 +696,26 @@ pub trait PushStore: Send + Sync {
     async fn push_failed(&self, id: i64, retry_at: Option<OffsetDateTime>, error: String) -> Result<()>;
 }
 
-/// Plans one event of the log: the notifications it causes, one per binding. Reads the service's settings,
-/// and for new messages the conversation's participants and their bindings, as they are now (planning runs
+/// Plans one event of the log under its service's `settings`: the notifications it causes, one per binding.
+/// Reads, for new messages, the conversation's participants and their bindings, as they are now (planning runs
 /// right behind the log, so this is the state the event left, give or take a change made since).
 ///
 /// # Errors
 /// When the store cannot be read.
-pub async fn plan_event(store: &dyn Store, event: &Event) -> Result<Vec<NewPush>> {
-    if !matches!(
-        event.kind,
-        EventKind::MessageAdded | EventKind::UserConversationJoined | EventKind::UserConversationLeft
-    ) {
+pub async fn plan_event(store: &dyn Store, event: &Event, settings: &NotificationSettings) -> Result<Vec<NewPush>> {
+    if !may_notify(event.kind) || !settings.any_enabled() {
         return Ok(Vec::new());
     }
     let Ok(service) = ServiceSid::parse(&event.service_sid) else { return Ok(Vec::new()) };
-    let settings = store.notification_settings(&service).await?;
-    if !settings.any_enabled() {
-        return Ok(Vec::new());
-    }
     match event.kind {
-        EventKind::MessageAdded => plan_new_message(store, &service, &settings, event).await,
-        _ => plan_membership(store, &service, &settings, event).await,
+        EventKind::MessageAdded => plan_new_message(store, &service, settings, event).await,
+        _ => plan_membership(store, &service, settings, event).await,
     }
+}
+
+/// Whether events of `kind` can cause notifications (the others are skipped without reading anything).
+pub fn may_notify(kind: EventKind) -> bool {
+    matches!(kind, EventKind::MessageAdded | EventKind::UserConversationJoined | EventKind::UserConversationLeft)
 }
 
 /// Page size of the planner's reads.

@@ -20,6 +20,7 @@ pub mod limits;
 mod listener;
 pub mod media;
 mod paging;
+pub mod push;
 pub mod recent;
 mod resources;
 mod scope;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub limits: Arc<limits::ServerLimits>,
     /// Open realtime sessions per user, for [`limits::ServerLimits::max_sessions_per_identity`].
     pub sessions: Arc<limits::SessionsPerIdentity>,
+    /// Where push services are and how they are reached.
+    pub push: Arc<push::PushSettings>,
 }
 
 /// Why a node could not join a cluster.
@@ -188,6 +191,7 @@ pub async fn open(
         recent: Arc::default(),
         limits: Arc::default(),
         sessions: Arc::default(),
+        push: Arc::default(),
     }
     .with_limits(limits::ServerLimits::default()))
 }
@@ -252,6 +256,8 @@ pub async fn run(
         state.credentials.auth_token.clone(),
         until_stopped(),
     ));
+    let push_dispatcher =
+        tokio::spawn(push::run_push_dispatcher(state.palaver.clone(), (*state.push).clone(), until_stopped()));
     let draining = state.draining.clone();
     let drain_delay = state.drain_delay;
     let limits = state.limits.clone();
@@ -275,6 +281,7 @@ pub async fn run(
     let _ = feed.await;
     let _ = dispatcher.await;
     let _ = channel_dispatcher.await;
+    let _ = push_dispatcher.await;
     let _ = receipt_follower.await;
     if let Some(relay) = relay {
         let _ = relay.await;
