@@ -936,7 +936,7 @@ async fn bindings_of(store: &dyn Store, service: &ServiceSid, identities: &[Stri
     Ok(bindings)
 }
 
-/// The user's unread messages over their conversations (those with a read horizon), for the badge; read
+/// The user's unread messages over their conversations, for the badge; read
 /// from at most the first 1 000 conversations.
 async fn unread_total(store: &dyn Store, service: &ServiceSid, identity: &str) -> Result<Option<i64>> {
     let user = UserRef::Identity(identity.to_string());
@@ -951,7 +951,9 @@ async fn unread_total(store: &dyn Store, service: &ServiceSid, identity: &str) -
             Err(crate::Error::NotFound { .. }) => return Ok(None),
             Err(err) => return Err(err),
         };
-        total += page.items.iter().filter_map(|c| c.unread_messages_count).sum::<i64>();
+        // Without a read horizon every message is unread.
+        total +=
+            page.items.iter().map(|c| c.unread_messages_count.unwrap_or(c.conversation.messages_count)).sum::<i64>();
         match page.next {
             Some(next) => cursor = Some(next),
             None => break,

@@ -11,6 +11,10 @@ use serde_json::{Value, json};
 use super::keys::FcmAccount;
 use super::{Outcome, Senders};
 
+/// What a path segment escapes: everything but RFC 3986's unreserved characters (project ids have dashes).
+const PATH_SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
 /// The permission an access token asks for.
 const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 
@@ -71,7 +75,7 @@ pub(crate) async fn send(senders: &Senders, sid: &CredentialSid, account: &FcmAc
     let url = format!(
         "{}/v1/projects/{}/messages:send",
         senders.settings.fcm_url.trim_end_matches('/'),
-        percent_encoding::utf8_percent_encode(&account.project_id, percent_encoding::NON_ALPHANUMERIC)
+        percent_encoding::utf8_percent_encode(&account.project_id, PATH_SEGMENT)
     );
     let response = match senders.http.post(&url).bearer_auth(&token).json(&message(job)).send().await {
         Ok(response) => response,

@@ -10,6 +10,7 @@ mod limits;
 mod media;
 mod messages;
 mod participants;
+mod push;
 mod realtime;
 mod timers_and_restart;
 mod twilsock;
