@@ -258,6 +258,43 @@ pub enum Call {
         #[serde(default)]
         attributes: Option<String>,
     },
+    /// Registers this device or browser for push notifications of the caller (the service's binding of
+    /// this kind and token moves to the caller). Result: [`PushRegistration`].
+    SetPushRegistration {
+        /// `apn`, `fcm` or `webpush`.
+        kind: String,
+        /// The device token (APNs, FCM), or the browser's `PushSubscription.toJSON()` as JSON text.
+        token: String,
+        /// The notifications wanted (`new_message`, `added_to_conversation`, `removed_from_conversation`);
+        /// all when empty.
+        #[serde(default)]
+        message_types: Vec<String>,
+    },
+    /// Removes the caller's push registrations of `kind` (only the one of `token`, when given). Result:
+    /// [`PushUnregistered`].
+    UnsetPushRegistration {
+        /// `apn`, `fcm` or `webpush`.
+        kind: String,
+        /// The token registered; every registration of the kind when absent.
+        #[serde(default)]
+        token: Option<String>,
+    },
+}
+
+/// Result of `set_push_registration`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushRegistration {
+    /// The binding (`BS…`), as `/v1/Services/{IS}/Bindings` lists it.
+    pub binding_sid: String,
+    /// The notifications it gets.
+    pub message_types: Vec<String>,
+}
+
+/// Result of `unset_push_registration`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushUnregistered {
+    /// How many registrations were removed.
+    pub removed: u32,
 }
 
 /// Parameters of `connect`.

@@ -179,6 +179,14 @@ define_sid!(
     /// A content template (`HX…`).
     ContentSid, "HX", "content template"
 );
+define_sid!(
+    /// A push notification credential (`CR…`): the keys Palaver signs its requests to a push service with.
+    CredentialSid, "CR", "credential"
+);
+define_sid!(
+    /// A push notification binding (`BS…`): one device or browser of a user, registered for pushes.
+    PushBindingSid, "BS", "binding"
+);
 
 #[cfg(test)]
 mod tests {

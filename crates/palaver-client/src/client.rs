@@ -506,6 +506,49 @@ impl Client {
         Ok(self.inner.upsert_user(&info))
     }
 
+    /// Registers this device or browser for push notifications of the signed-in user: `kind` is `"apn"` or
+    /// `"fcm"` with the platform's device token, or `"webpush"` with the browser's
+    /// `PushSubscription.toJSON()` as JSON text. The server then sends the notifications its service enables
+    /// (new messages, added to and removed from conversations) through that push service. Registering the
+    /// same token again, also as another user, keeps one registration. Returns the binding's SID (`BS…`), as
+    /// `/v1/Services/{IS}/Bindings` lists it.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn demo(client: palaver_client::Client) -> Result<(), palaver_client::ClientError> {
+    /// let binding = client.set_push_registration_id("fcm", "<FCM registration token>").await?;
+    /// println!("registered as {binding}");
+    /// client.unset_push_registration_id("fcm").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidArgument`] for an empty kind or token; [`ClientError::Server`] for an unknown kind
+    /// or a malformed web push subscription.
+    pub async fn set_push_registration_id(&self, kind: &str, token: &str) -> Result<String> {
+        if kind.is_empty() || token.is_empty() {
+            return Err(ClientError::InvalidArgument("the push channel and token must be non-empty".into()));
+        }
+        let call =
+            Call::SetPushRegistration { kind: kind.to_string(), token: token.to_string(), message_types: Vec::new() };
+        let registered: palaver_api::realtime::PushRegistration = self.inner.call_as(call, true).await?;
+        Ok(registered.binding_sid)
+    }
+
+    /// Removes the signed-in user's push registrations of `kind` (`"apn"`, `"fcm"` or `"webpush"`); returns
+    /// how many there were.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidArgument`] for an empty kind; [`ClientError::Server`] for an unknown one.
+    pub async fn unset_push_registration_id(&self, kind: &str) -> Result<u32> {
+        if kind.is_empty() {
+            return Err(ClientError::InvalidArgument("the push channel must be non-empty".into()));
+        }
+        let call = Call::UnsetPushRegistration { kind: kind.to_string(), token: None };
+        let removed: palaver_api::realtime::PushUnregistered = self.inner.call_as(call, true).await?;
+        Ok(removed.removed)
+    }
+
     /// Replaces the access token on the live connection (no reconnect), or for the next connection when the
     /// client is disconnected, denied or its token expired (which makes it reconnect).
     ///

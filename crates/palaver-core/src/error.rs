@@ -100,6 +100,8 @@ pub enum ResourceKind {
     DeliveryReceipt,
     AddressConfiguration,
     Media,
+    Credential,
+    PushBinding,
 }
 
 impl fmt::Display for ResourceKind {
@@ -117,6 +119,8 @@ impl fmt::Display for ResourceKind {
             Self::DeliveryReceipt => "Delivery receipt",
             Self::AddressConfiguration => "Address configuration",
             Self::Media => "Media",
+            Self::Credential => "Credential",
+            Self::PushBinding => "Binding",
         })
     }
 }
@@ -137,6 +141,8 @@ impl ResourceKind {
             Self::DeliveryReceipt => "Receipts",
             Self::AddressConfiguration => "Configuration/Addresses",
             Self::Media => "Media",
+            Self::Credential => "Credentials",
+            Self::PushBinding => "Bindings",
         }
     }
 }

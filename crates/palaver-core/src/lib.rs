@@ -8,6 +8,7 @@
 //! - [`service`]: [`Palaver`](service::Palaver), the operations the transports call;
 //! - [`timers`]: the scheduler that moves conversations to `inactive` and `closed` on time;
 //! - [`webhook`]: which webhook events exist, where they go and what they carry;
+//! - [`push`]: push credentials, device bindings, notification settings and who gets which notification;
 //! - [`channel`]: delivery to SMS/WhatsApp/email participants, receipts, inbound messages and addresses;
 //! - [`error`]: the typed errors of all of the above.
 //!
@@ -23,6 +24,7 @@ pub mod input;
 pub mod limits;
 pub mod media;
 pub mod model;
+pub mod push;
 pub mod routing;
 pub mod service;
 pub mod session;

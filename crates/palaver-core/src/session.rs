@@ -120,6 +120,49 @@ impl UserSession {
         self.observer
     }
 
+    /// Registers one of the caller's devices for push notifications (`message_types` empty: every kind).
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] for an observer, who has no devices; invalid tokens.
+    pub async fn register_push(
+        &self,
+        kind: crate::push::BindingType,
+        token: &str,
+        message_types: &[crate::push::PushType],
+        credential: Option<palaver_api::sid::CredentialSid>,
+    ) -> Result<crate::push::PushBinding> {
+        if self.observer {
+            return Err(Error::ReadOnly);
+        }
+        self.palaver.register_push(&self.service, self.identity.as_str(), kind, token, message_types, credential).await
+    }
+
+    /// Removes the caller's push registrations of `kind` (only the one of `token`, when given); how many.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] for an observer.
+    pub async fn unregister_push(&self, kind: crate::push::BindingType, token: Option<&str>) -> Result<usize> {
+        if self.observer {
+            return Err(Error::ReadOnly);
+        }
+        self.palaver.unregister_push(&self.service, self.identity.as_str(), kind, token).await
+    }
+
+    /// Removes one of the caller's push bindings by SID; another user's is not found.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the binding is not the caller's; [`Error::ReadOnly`] for an observer.
+    pub async fn unregister_push_binding(&self, sid: &palaver_api::sid::PushBindingSid) -> Result<()> {
+        if self.observer {
+            return Err(Error::ReadOnly);
+        }
+        let binding = self.palaver.push_binding(&self.service, sid).await?;
+        if binding.identity != self.identity.as_str() {
+            return Err(Error::not_found(crate::error::ResourceKind::PushBinding, sid));
+        }
+        self.palaver.delete_push_binding(&self.service, sid).await
+    }
+
     /// The caller's identity.
     pub fn identity(&self) -> &Identity {
         &self.identity

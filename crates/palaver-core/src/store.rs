@@ -397,7 +397,7 @@ pub struct NewRole {
 
 /// Storage of everything Palaver keeps.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Store: crate::push::PushStore + Send + Sync + std::fmt::Debug + 'static {
     /// Notified after every committed write, so the live feed knows to read the log's new events.
     fn changes(&self) -> std::sync::Arc<tokio::sync::Notify>;
 

@@ -114,7 +114,7 @@ async fn describe(client: &Client) -> Result<Vec<TargetTable>, ImportError> {
 
 /// Refuses a target with data; returns the tables holding only what a migration and a node's first start
 /// write, to be cleared before the copy: the account configuration, the default service with its roles
-/// (bootstrap), the webhook cursor at zero (migration).
+/// (bootstrap), the webhook and push cursors at zero (migration).
 async fn ensure_empty(client: &Client, plans: &[TablePlan]) -> Result<Vec<String>, ImportError> {
     let mut held = Vec::new();
     let mut clear = Vec::new();
@@ -125,6 +125,7 @@ async fn ensure_empty(client: &Client, plans: &[TablePlan]) -> Result<Vec<String
         }
         let expected = match plan.name.as_str() {
             "webhook_cursor" => count(client, "SELECT COUNT(*) FROM webhook_cursor WHERE log_id <> 0").await? == 0,
+            "push_cursor" => count(client, "SELECT COUNT(*) FROM push_cursor WHERE log_id <> 0").await? == 0,
             "account_config" => true,
             "services" | "roles" => {
                 let column = if plan.name == "services" { "sid" } else { "service_sid" };

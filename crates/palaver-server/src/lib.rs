@@ -20,6 +20,7 @@ pub mod limits;
 mod listener;
 pub mod media;
 mod paging;
+pub mod push;
 mod resources;
 mod scope;
 pub mod token;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub limits: Arc<limits::ServerLimits>,
     /// Open realtime sessions per user, for [`limits::ServerLimits::max_sessions_per_identity`].
     pub sessions: Arc<limits::SessionsPerIdentity>,
+    /// Where push services are and how they are reached.
+    pub push: Arc<push::PushSettings>,
 }
 
 /// Why a node could not join a cluster.
@@ -184,6 +187,7 @@ pub async fn open(
         drain_delay: std::time::Duration::ZERO,
         limits: Arc::default(),
         sessions: Arc::default(),
+        push: Arc::default(),
     }
     .with_limits(limits::ServerLimits::default()))
 }
@@ -243,6 +247,8 @@ pub async fn run(
         state.credentials.auth_token.clone(),
         until_stopped(),
     ));
+    let push_dispatcher =
+        tokio::spawn(push::run_push_dispatcher(state.palaver.clone(), (*state.push).clone(), until_stopped()));
     let draining = state.draining.clone();
     let drain_delay = state.drain_delay;
     let limits = state.limits.clone();
@@ -266,6 +272,7 @@ pub async fn run(
     let _ = feed.await;
     let _ = dispatcher.await;
     let _ = channel_dispatcher.await;
+    let _ = push_dispatcher.await;
     if let Some(relay) = relay {
         let _ = relay.await;
     }

@@ -50,6 +50,11 @@ impl ListQuery {
         self.params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
+    /// Every value of a repeated query parameter (list filters such as `Identity`).
+    pub(crate) fn all(&self, name: &str) -> Vec<String> {
+        self.params.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
+    }
+
     /// Validates `PageSize` (default 50; above `max` it is served as `max`, as Twilio does, so that a client
     /// asking for more than a page holds still lists everything page by page), `Page` and `PageToken`.
     ///

@@ -41,6 +41,8 @@ pub struct VerifiedToken {
     pub expires_at: OffsetDateTime,
     /// It carries Palaver's observer grant (see `palaver_api::token::PalaverGrant`).
     pub observer: bool,
+    /// The push credential the chat grant names, which the user's push registrations use.
+    pub push_credential_sid: Option<palaver_api::sid::CredentialSid>,
 }
 
 /// What to put in a new token.
@@ -139,14 +141,21 @@ pub async fn verify_allowing_observers(state: &AppState, token: &str) -> Result<
         .identity
         .filter(|i| !i.is_empty())
         .ok_or_else(|| TokenError::Malformed("the token grants no identity".into()))?;
-    let service_sid = match claims.grants.chat.and_then(|c| c.service_sid) {
+    let chat = claims.grants.chat.unwrap_or_default();
+    let service_sid = match chat.service_sid {
         Some(raw) => Some(ServiceSid::parse(&raw).map_err(|e| TokenError::Malformed(e.to_string()))?),
+        None => None,
+    };
+    let push_credential_sid = match chat.push_credential_sid {
+        Some(raw) => {
+            Some(palaver_api::sid::CredentialSid::parse(&raw).map_err(|e| TokenError::Malformed(e.to_string()))?)
+        }
         None => None,
     };
     let expires_at = OffsetDateTime::from_unix_timestamp(claims.exp)
         .map_err(|_| TokenError::Malformed("exp is out of range".into()))?;
     let observer = claims.grants.palaver.is_some_and(|grant| grant.observer);
-    Ok(VerifiedToken { identity, service_sid, expires_at, observer })
+    Ok(VerifiedToken { identity, service_sid, expires_at, observer, push_credential_sid })
 }
 
 #[cfg(test)]

@@ -92,6 +92,7 @@
 mod channels;
 mod deliveries;
 mod media;
+mod push;
 mod queries;
 mod rows;
 mod schema;

@@ -309,4 +309,6 @@ CREATE INDEX receipts_by_status ON delivery_receipts(status, id);
 CREATE INDEX receipts_failed ON delivery_receipts(id) WHERE status IN ('failed', 'undelivered');
 CREATE INDEX receipts_by_conversation ON delivery_receipts(conversation_sid, id);
 "#,
+    // Push notifications: credentials, bindings, settings and the push outbox (`push.rs`).
+    crate::push::MIGRATION,
 ];

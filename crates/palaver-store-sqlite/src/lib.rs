@@ -18,6 +18,7 @@ mod channels;
 mod deliveries;
 pub mod holder;
 mod media;
+mod push;
 mod rows;
 mod schema;
 

@@ -25,6 +25,7 @@
 //! - [`channels`]: the channel outbox (delivery receipts), claimed for a lease as webhooks are, inbound
 //!   routing, address configurations;
 //! - [`media`]: uploads attached once to a message, in its transaction;
+//! - [`push`]: push credentials, bindings (one per address), notification settings and the push outbox;
 //! - [`concurrency`]: concurrent writes, failures that stay alone, rules under races.
 //!
 //! *Invariant:* nothing here knows a backend; a behaviour that cannot be said through [`Store`] does not
@@ -44,6 +45,7 @@ pub mod media;
 pub mod messages;
 pub mod paging;
 pub mod participants;
+pub mod push;
 pub mod services;
 pub mod timers;
 pub mod webhooks;
@@ -215,6 +217,16 @@ macro_rules! store_conformance_tests {
                 media_of_another_service_cannot_be_attached,
                 channel_jobs_carry_their_messages_media,
             ],
+            push: [
+                credentials_round_trip_with_their_secrets,
+                bindings_are_registered_once_per_address,
+                notification_settings_are_patched_per_service,
+                racing_push_planners_plan_each_event_once,
+                claimed_pushes_are_leased_with_their_bindings,
+                deleted_bindings_take_their_pushes_along,
+                concurrent_claims_hand_each_push_to_one_claimer,
+                the_push_outbox_survives_a_restart,
+            ],
             concurrency: [
                 concurrent_messages_get_distinct_indices_and_sequence_numbers,
                 concurrent_streams_stay_whole,
@@ -265,6 +277,7 @@ mod tidy {
         ("webhooks", include_str!("webhooks.rs")),
         ("channels", include_str!("channels.rs")),
         ("media", include_str!("media.rs")),
+        ("push", include_str!("push.rs")),
         ("concurrency", include_str!("concurrency.rs")),
     ];
 

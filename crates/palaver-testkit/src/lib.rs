@@ -22,6 +22,7 @@ pub struct TestServer {
     realtime: palaver_server::RealtimeLimits,
     limits: palaver_server::limits::ServerLimits,
     channels: palaver_server::channels::ChannelSettings,
+    push: palaver_server::push::PushSettings,
     data_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -54,6 +55,7 @@ impl TestServer {
             realtime: palaver_server::RealtimeLimits::default(),
             limits: palaver_server::limits::ServerLimits::without_rates(),
             channels: palaver_server::channels::ChannelSettings::default(),
+            push: palaver_server::push::PushSettings::default(),
             data_dir,
             stop: None,
             task: None,
@@ -90,6 +92,18 @@ impl TestServer {
         server
     }
 
+    /// Starts a server that reaches push services as `push` says (tests point it at local doubles).
+    ///
+    /// # Panics
+    /// When the server cannot start.
+    pub async fn spawn_with_push(push: palaver_server::push::PushSettings) -> Self {
+        let mut server = Self::spawn().await;
+        server.stop().await;
+        server.push = push;
+        server.start(None).await;
+        server
+    }
+
     async fn start(&mut self, address: Option<SocketAddr>) {
         let credentials = Credentials { account_sid: self.account_sid.clone(), auth_token: self.auth_token.clone() };
         let mut state = palaver_server::open_embedded(self.data_dir.path(), credentials, self.settings)
@@ -116,6 +130,7 @@ impl TestServer {
         }
         state.channels = std::sync::Arc::new(channels);
         self.palaver = Some(state.palaver.clone());
+        state.push = std::sync::Arc::new(self.push.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         self.task = Some(tokio::spawn(palaver_server::run(listener, state, async {
             let _ = stopped.await;

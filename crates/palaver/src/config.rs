@@ -48,6 +48,21 @@ pub(crate) struct ServeArgs {
     /// Email sender for conversations without an email address of their own.
     #[arg(long, env = "PALAVER_EMAIL_FROM")]
     email_from: Option<String>,
+    /// APNs base URL for every APNs credential (default: Apple's production or sandbox host, by the credential).
+    #[arg(long, env = "PALAVER_PUSH_APNS_URL")]
+    push_apns_url: Option<String>,
+    /// FCM base URL (default https://fcm.googleapis.com).
+    #[arg(long, env = "PALAVER_PUSH_FCM_URL")]
+    push_fcm_url: Option<String>,
+    /// Google's OAuth2 token endpoint for every FCM credential (default: the service account's token_uri).
+    #[arg(long, env = "PALAVER_PUSH_FCM_TOKEN_URL")]
+    push_fcm_token_url: Option<String>,
+    /// A PEM file of certificates to trust for push services besides the public roots (a private CA, a test's).
+    #[arg(long, env = "PALAVER_PUSH_CA_FILE")]
+    push_ca_file: Option<PathBuf>,
+    /// Also send web pushes to http:// endpoints (for tests; browsers' push services are https://).
+    #[arg(long, env = "PALAVER_PUSH_ALLOW_HTTP_ENDPOINTS")]
+    push_allow_http_endpoints: Option<bool>,
     /// Where media files go: file:///path, or s3://bucket/prefix in builds with the `s3` feature (default: the
     /// data directory's `media` folder).
     #[arg(long, env = "PALAVER_MEDIA_STORE_URL")]
@@ -219,6 +234,11 @@ struct FileConfig {
     messaging_gateway_auth_token: Option<String>,
     smtp_url: Option<String>,
     email_from: Option<String>,
+    push_apns_url: Option<String>,
+    push_fcm_url: Option<String>,
+    push_fcm_token_url: Option<String>,
+    push_ca_file: Option<PathBuf>,
+    push_allow_http_endpoints: Option<bool>,
     media_store_url: Option<String>,
     database: Option<String>,
     nats: Option<String>,
@@ -236,6 +256,7 @@ pub(crate) struct Settings {
     pub(crate) auth_token: Option<String>,
     pub(crate) domain: palaver_core::service::Settings,
     pub(crate) channels: palaver_server::channels::ChannelSettings,
+    pub(crate) push: palaver_server::push::PushSettings,
     pub(crate) media_store_url: Option<String>,
     pub(crate) database: Option<String>,
     pub(crate) nats: Option<String>,
@@ -272,9 +293,22 @@ impl Settings {
             }),
             public_url: args.public_url.or(file.public_url),
         };
+        let defaults = palaver_server::push::PushSettings::default();
+        let push = palaver_server::push::PushSettings {
+            apns_url: args.push_apns_url.or(file.push_apns_url),
+            fcm_url: args.push_fcm_url.or(file.push_fcm_url).unwrap_or(defaults.fcm_url),
+            fcm_token_url: args.push_fcm_token_url.or(file.push_fcm_token_url),
+            extra_root_certificates: match args.push_ca_file.or(file.push_ca_file) {
+                Some(path) => vec![std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?],
+                None => Vec::new(),
+            },
+            allow_http_endpoints: args.push_allow_http_endpoints.or(file.push_allow_http_endpoints).unwrap_or(false),
+            request_timeout: defaults.request_timeout,
+        };
         Ok(Self {
             limits: args.limits.resolve(file.limits)?,
             channels,
+            push,
             media_store_url: args.media_store_url.or(file.media_store_url),
             database: args.database.or(file.database),
             nats: args.nats.or(file.nats),

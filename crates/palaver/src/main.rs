@@ -310,6 +310,7 @@ async fn serve(settings: Settings) -> Result<()> {
             .await
             .with_context(|| format!("opening the data directory {}", settings.data_dir.display()))?;
     state.channels = std::sync::Arc::new(settings.channels);
+    state.push = std::sync::Arc::new(settings.push);
     state.drain_delay = settings.drain_delay;
     let mut state = state.with_limits(settings.limits);
     if let Some(url) = &settings.nats {

@@ -4,7 +4,9 @@
 //! holding JSON, and every `url`/`links` value is absolute so helper libraries can follow it.
 
 mod page;
+mod push;
 mod resources;
 
 pub use page::{ListPage, PageMeta, PageToken};
+pub use push::{BindingResource, CredentialResource, NotificationResource};
 pub use resources::*;

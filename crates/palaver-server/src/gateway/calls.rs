@@ -370,8 +370,37 @@ pub(super) async fn handle(connection: &mut Connection, call: Call) -> CallResul
                 .await?;
             ok(json!({}))
         }
+        Call::SetPushRegistration { kind, token, message_types } => {
+            let kind = palaver_core::push::BindingType::parse("kind", &kind)?;
+            let types = push_types(&message_types)?;
+            let credential = connection.token.push_credential_sid.clone();
+            let binding = session.register_push(kind, &token, &types, credential).await?;
+            ok(realtime::PushRegistration {
+                binding_sid: binding.sid.to_string(),
+                message_types: binding.message_types.iter().map(|t| t.as_str().to_string()).collect(),
+            })
+        }
+        Call::UnsetPushRegistration { kind, token } => {
+            let kind = palaver_core::push::BindingType::parse("kind", &kind)?;
+            let removed = session.unregister_push(kind, token.as_deref()).await?;
+            ok(realtime::PushUnregistered { removed: u32::try_from(removed).unwrap_or(u32::MAX) })
+        }
         other => handle_session_call(session, other).await,
     }
+}
+
+/// Parses notification type names (`new_message`, or the SDKs' `twilio.conversations.new_message`).
+pub(crate) fn push_types(raw: &[String]) -> ApiResult<Vec<palaver_core::push::PushType>> {
+    raw.iter()
+        .map(|t| {
+            palaver_core::push::PushType::parse(t).ok_or_else(|| {
+                ApiError::invalid(
+                    "message_types",
+                    format!("'{t}' is not one of new_message, added_to_conversation, removed_from_conversation"),
+                )
+            })
+        })
+        .collect()
 }
 
 async fn send_message(session: &UserSession, params: SendMessageParams) -> CallResult {

@@ -11,6 +11,7 @@ mod messages;
 mod palaver;
 mod participant_conversations;
 mod participants;
+mod push;
 mod roles;
 mod services;
 mod users;
@@ -85,7 +86,8 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/Services/{service}/Configuration",
             get(services::fetch_configuration).post(services::update_configuration),
-        );
+        )
+        .merge(push::routes());
     for (path, handlers) in service_routes() {
         api = api
             .route(&format!("/v1{path}"), handlers.clone())

@@ -15,6 +15,7 @@
 //! | `/Client/v2/Services/{IS}/Typing` | POST |
 //! | `/v3/{Documents,Lists,Maps}/{id}[/Items]` | GET |
 //! | `/v4/Subscriptions` | POST |
+//! | `/v1/registrations[/{BS}]` (push registrations) | POST, DELETE |
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -42,6 +43,8 @@ pub(crate) struct TunnelSession {
     session: UserSession,
     account: String,
     commands: mpsc::Sender<Command>,
+    /// The push credential the token's chat grant names, for push registrations.
+    push_credential: Option<palaver_api::sid::CredentialSid>,
     /// This session's place in the per-identity count, freed when it ends.
     _session_slot: crate::limits::SessionSlot,
 }
@@ -71,7 +74,8 @@ impl TunnelSession {
         let links = Links { base: public_base(&state) };
         Pump::spawn(session.clone(), links, notifier, user.sid.to_string(), received);
         let account = state.credentials.account_sid.to_string();
-        Ok(Self { state, session, account, commands, _session_slot: session_slot })
+        let push_credential = token.push_credential_sid.clone();
+        Ok(Self { state, session, account, commands, push_credential, _session_slot: session_slot })
     }
 
     /// Answers one tunnelled request. Requests may arrive concurrently.
@@ -147,8 +151,52 @@ impl TunnelSession {
                 ok(sync_api::items(session, &sync_links(request), collection, id, &query).await?)
             }
             ("POST", ["v4", "Subscriptions"]) => self.subscriptions(&body()?).await,
+            // Push registrations (the SDK's registrar, "ERS", reached through the tunnel whatever its host).
+            ("POST", ["v1", "registrations"]) => self.register_push(&body()?).await,
+            ("DELETE", ["v1", "registrations", binding]) => self.unregister_push_binding(binding).await,
+            ("DELETE", ["v1", "registrations"]) => self.unregister_push_address(&body()?).await,
             _ => Err(ApiError::not_found(&request.path)),
         }
+    }
+
+    /// `POST {ersUrl}`: `{channel_type, message_types, data: {registration_id}}` registers the device for
+    /// the connection's user; answers `{id}`, the binding's SID, which a removal names.
+    async fn register_push(&self, body: &Body) -> ApiResult<(u16, Value)> {
+        let kind = body.0.get("channel_type").and_then(Value::as_str).unwrap_or_default();
+        let kind = palaver_core::push::BindingType::parse("channel_type", kind)?;
+        let token = body.0.get("data").and_then(|d| d.get("registration_id")).and_then(Value::as_str);
+        let token = token.ok_or_else(|| ApiError::invalid("data.registration_id", "is required"))?;
+        // The SDK also subscribes to typing and read-horizon notices, which are not push notifications.
+        let types: Vec<palaver_core::push::PushType> = body
+            .0
+            .get("message_types")
+            .and_then(Value::as_array)
+            .map(|types| {
+                types.iter().filter_map(Value::as_str).filter_map(palaver_core::push::PushType::parse).collect()
+            })
+            .unwrap_or_default();
+        let binding = self.session.register_push(kind, token, &types, self.push_credential.clone()).await?;
+        Ok((200, json!({"id": binding.sid.to_string()})))
+    }
+
+    /// `DELETE {ersUrl}/{id}`: removes one of the user's bindings.
+    async fn unregister_push_binding(&self, raw: &str) -> ApiResult<(u16, Value)> {
+        let missing = || ApiError::not_found(format!("/v1/registrations/{raw}"));
+        let sid = palaver_api::sid::PushBindingSid::parse(raw).map_err(|_| missing())?;
+        match self.session.unregister_push_binding(&sid).await {
+            Ok(()) => Ok((200, json!({}))),
+            Err(palaver_core::Error::NotFound { .. }) => Err(missing()),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// `DELETE {ersUrl}` with `{binding_type, address}`: removes the user's binding of that device.
+    async fn unregister_push_address(&self, body: &Body) -> ApiResult<(u16, Value)> {
+        let kind = body.0.get("binding_type").and_then(Value::as_str).unwrap_or_default();
+        let kind = palaver_core::push::BindingType::parse("binding_type", kind)?;
+        let address = body.0.get("address").and_then(Value::as_str);
+        self.session.unregister_push(kind, address).await?;
+        Ok((200, json!({})))
     }
 
     async fn route_service(

@@ -498,7 +498,9 @@ impl Connection {
             method::UPDATE => self.update(&frame).await,
             // Acknowledgements of the server's frames, and timing events: nothing to answer.
             method::REPLY | method::TELEMETRY => None,
-            // Push registrations: accepted (push is not delivered).
+            // The twilsock channel's own notification context: its notifications are the ones this connection
+            // already gets (Sync events, typing), so there is nothing to keep; device pushes register through
+            // the tunnel (`/v1/registrations`, see `app.rs`).
             method::PUT_NOTIFICATION_CTX | method::DELETE_NOTIFICATION_CTX => self.answer(&frame, &Status::ok()).await,
             method::CLOSE => Some(Ending::close(ws_close::NORMAL, "closed by the client")),
             method::INIT => self.answer(&frame, &bad_request("the connection is already initialised")).await,
@@ -886,6 +888,7 @@ mod tests {
             service_sid: None,
             expires_at: time::OffsetDateTime::now_utc() + time::Duration::seconds(secs),
             observer: false,
+            push_credential_sid: None,
         }
     }
 

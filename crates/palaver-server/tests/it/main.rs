@@ -12,6 +12,7 @@ mod media;
 mod messages;
 mod observer;
 mod participants;
+mod push;
 mod realtime;
 mod timers_and_restart;
 mod twilsock;
