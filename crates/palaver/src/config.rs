@@ -63,6 +63,10 @@ pub(crate) struct ServeArgs {
     /// Also send web pushes to http:// endpoints (for tests; browsers' push services are https://).
     #[arg(long, env = "PALAVER_PUSH_ALLOW_HTTP_ENDPOINTS")]
     push_allow_http_endpoints: Option<bool>,
+    /// Hosts web pushes may go to, comma-separated (`.example.com` for subdomains; `*` for any); default: the
+    /// browsers' push services (FCM, Mozilla, Apple, Windows).
+    #[arg(long, env = "PALAVER_PUSH_WEBPUSH_HOSTS")]
+    push_webpush_hosts: Option<String>,
     /// Where media files go: file:///path, or s3://bucket/prefix in builds with the `s3` feature (default: the
     /// data directory's `media` folder).
     #[arg(long, env = "PALAVER_MEDIA_STORE_URL")]
@@ -239,6 +243,7 @@ struct FileConfig {
     push_fcm_token_url: Option<String>,
     push_ca_file: Option<PathBuf>,
     push_allow_http_endpoints: Option<bool>,
+    push_webpush_hosts: Option<String>,
     media_store_url: Option<String>,
     database: Option<String>,
     nats: Option<String>,
@@ -303,6 +308,11 @@ impl Settings {
                 None => Vec::new(),
             },
             allow_http_endpoints: args.push_allow_http_endpoints.or(file.push_allow_http_endpoints).unwrap_or(false),
+            webpush_hosts: match args.push_webpush_hosts.or(file.push_webpush_hosts) {
+                Some(list) if list.trim() == "*" => Vec::new(),
+                Some(list) => list.split(',').map(str::trim).filter(|h| !h.is_empty()).map(str::to_string).collect(),
+                None => defaults.webpush_hosts,
+            },
             request_timeout: defaults.request_timeout,
         };
         Ok(Self {

@@ -46,8 +46,28 @@ pub struct PushSettings {
     pub extra_root_certificates: Vec<Vec<u8>>,
     /// Send web pushes to `http://` endpoints too (browsers' push services are all `https://`; tests' are not).
     pub allow_http_endpoints: bool,
+    /// The hosts a web push may go to (a name, or `.suffix` for its subdomains); empty: any. A subscription's
+    /// endpoint is whatever URL a browser (or anyone with an access token) registers, so without this list the
+    /// server would post to any address it can reach, its private network's included.
+    pub webpush_hosts: Vec<String>,
     /// How long one request to a push service may take. A claimed entry is leased for three times as long.
     pub request_timeout: Duration,
+}
+
+/// The push services of today's browsers: Chrome and Edge's (FCM), Firefox's (Mozilla autopush), Safari's
+/// (Apple) and Windows' (WNS).
+pub const DEFAULT_WEBPUSH_HOSTS: &[&str] =
+    &["fcm.googleapis.com", ".push.services.mozilla.com", ".push.apple.com", ".notify.windows.com"];
+
+/// Whether `host` is one of `allowed` (`.suffix` entries match the subdomains of `suffix`); any host when the
+/// list is empty.
+pub fn webpush_host_allowed(host: &str, allowed: &[String]) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    allowed.is_empty()
+        || allowed.iter().any(|entry| match entry.strip_prefix('.') {
+            Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}")),
+            None => host == entry.to_ascii_lowercase(),
+        })
 }
 
 impl Default for PushSettings {
@@ -58,6 +78,7 @@ impl Default for PushSettings {
             fcm_token_url: None,
             extra_root_certificates: Vec::new(),
             allow_http_endpoints: false,
+            webpush_hosts: DEFAULT_WEBPUSH_HOSTS.iter().map(|h| (*h).to_string()).collect(),
             request_timeout: Duration::from_secs(10),
         }
     }
@@ -373,5 +394,31 @@ async fn record(store: &Arc<dyn Store>, job: &PushJob, outcome: Outcome, log: bo
     };
     if let Err(err) = recorded {
         tracing::warn!(%err, "could not record a push attempt");
+    }
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    #[test]
+    fn web_pushes_go_only_to_the_listed_push_services() {
+        let defaults: Vec<String> = DEFAULT_WEBPUSH_HOSTS.iter().map(|h| (*h).to_string()).collect();
+        for host in
+            ["fcm.googleapis.com", "updates.push.services.mozilla.com", "web.push.apple.com", "DB5.notify.windows.com"]
+        {
+            assert!(webpush_host_allowed(host, &defaults), "{host}");
+        }
+        for host in [
+            "localhost",
+            "10.0.0.7",
+            "metadata.google.internal",
+            "push.apple.com.evil.example",
+            "evilpush.apple.com",
+            "googleapis.com",
+        ] {
+            assert!(!webpush_host_allowed(host, &defaults), "{host}");
+        }
+        assert!(webpush_host_allowed("127.0.0.1", &[]), "an empty list allows any host");
     }
 }

@@ -103,6 +103,12 @@ pub(crate) async fn send(senders: &Senders, vapid: &VapidKey, job: &PushJob) -> 
     if !allowed {
         return Outcome::Failed(format!("push endpoints must be https:// ({endpoint})"));
     }
+    let host = endpoint.host_str().unwrap_or_default();
+    if !super::webpush_host_allowed(host, &senders.settings.webpush_hosts) {
+        // Not a browser's push service: never post there, and forget the subscription.
+        tracing::warn!(%host, "a web push subscription names a host that is not a known push service; dropped");
+        return Outcome::Gone(format!("{host} is not an allowed web push service (--push-webpush-hosts)"));
+    }
     let body = match encrypt(payload(job).to_string().as_bytes(), &p256dh, &auth) {
         Ok(body) => body,
         Err(err) => return Outcome::Gone(format!("cannot encrypt for the subscription: {err}")),

@@ -204,6 +204,12 @@ struct World {
 }
 
 async fn world(timeout: Duration) -> World {
+    // The browser push service is a local double: web pushes may go to any host.
+    world_with(timeout, Vec::new()).await
+}
+
+/// [`world`], web pushes allowed only to `webpush_hosts`.
+async fn world_with(timeout: Duration, webpush_hosts: Vec<String>) -> World {
     let (apns, fcm, web) = (Double::h2_tls().await, Double::http().await, Double::http().await);
     let settings = PushSettings {
         apns_url: Some(apns.base.clone()),
@@ -211,6 +217,7 @@ async fn world(timeout: Duration) -> World {
         fcm_token_url: Some(format!("{}/token", fcm.base)),
         extra_root_certificates: vec![CA.to_vec()],
         allow_http_endpoints: true,
+        webpush_hosts,
         request_timeout: timeout,
     };
     let api = Api { http: reqwest::Client::new(), server: TestServer::spawn_with_push(settings).await };
@@ -560,4 +567,31 @@ async fn credentials_check_their_keys_and_keep_them_secret() {
     assert_eq!((updated["friendly_name"].as_str(), updated["sandbox"].as_str()), (Some("renamed"), Some("True")));
     assert_eq!(w.api.delete(&format!("/v1/Credentials/{sid}")).await.0, 204);
     assert_eq!(w.api.get(&format!("/v1/Credentials/{sid}")).await.0, 404);
+}
+
+/// A subscription is whatever endpoint its registrant names: one outside the allowed push services is never
+/// posted to, and is dropped.
+#[tokio::test]
+async fn a_web_push_to_a_host_that_is_no_push_service_is_never_sent() {
+    let mut w = world_with(Duration::from_secs(5), vec![".push.example.net".into()]).await;
+    let conv = w.api.conversation(&[("FriendlyName", "Team")]).await;
+    for identity in ["alice", "carol"] {
+        let (status, body) =
+            w.api.post(&format!("/v1/Conversations/{conv}/Participants"), &[("Identity", identity)]).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let browser = Browser::new();
+    // The double listens on 127.0.0.1: a private address, not a push service.
+    let binding =
+        w.register("carol", "webpush", &browser.subscription(&format!("{}/push/carol-subscription", w.web.base))).await;
+    let (status, _) =
+        w.api.post(&format!("/v1/Conversations/{conv}/Messages"), &[("Author", "alice"), ("Body", "hi")]).await;
+    assert_eq!(status, 201);
+    let service = w.service().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while w.api.get(&format!("/v1/Services/{service}/Bindings/{binding}")).await.0 != 404 {
+        assert!(tokio::time::Instant::now() < deadline, "the subscription is dropped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(w.web.hits.try_recv().is_err(), "nothing was posted to the endpoint");
 }
