@@ -235,6 +235,7 @@ pub async fn run_dispatcher(
     sender: WebhookSender,
     account_sid: String,
     recent: Arc<crate::recent::RecentDeliveries>,
+    metrics: Arc<crate::metrics::Metrics>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -301,7 +302,7 @@ pub async fn run_dispatcher(
         }
         let mut wait = Duration::from_secs(1);
         if outbox_pending {
-            deliver_due(&store, &sender, &recent).await;
+            deliver_due(&store, &sender, &recent, &metrics).await;
             match store.next_webhook_due().await {
                 Ok(Some(due)) => {
                     let now = OffsetDateTime::now_utc();
@@ -365,7 +366,12 @@ async fn plan(
     Ok((!planned.is_empty()).then_some(planned))
 }
 
-async fn deliver_due(store: &Arc<dyn Store>, sender: &WebhookSender, recent: &crate::recent::RecentDeliveries) {
+async fn deliver_due(
+    store: &Arc<dyn Store>,
+    sender: &WebhookSender,
+    recent: &crate::recent::RecentDeliveries,
+    metrics: &crate::metrics::Metrics,
+) {
     let due = match store.due_webhooks(OffsetDateTime::now_utc(), WEBHOOK_LEASE, DELIVERY_BATCH).await {
         Ok(due) => due,
         Err(err) => {
@@ -383,6 +389,7 @@ async fn deliver_due(store: &Arc<dyn Store>, sender: &WebhookSender, recent: &cr
             .then(|| (attempts < MAX_ATTEMPTS).then(|| OffsetDateTime::now_utc() + backoff(attempts)))
             .flatten();
         recent.webhook_attempted(crate::recent::WebhookAttempt::of(&delivery, attempts, &outcome, retry_at));
+        metrics.webhook_attempted(outcome.is_ok());
         let recorded = match outcome {
             Ok(_) => store.webhook_delivered(delivery.id).await,
             Err(err) => {

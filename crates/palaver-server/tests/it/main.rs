@@ -9,6 +9,7 @@ mod hardening;
 mod limits;
 mod media;
 mod messages;
+mod operations;
 mod participants;
 mod realtime;
 mod timers_and_restart;
