@@ -303,22 +303,22 @@ impl Metrics {
         );
         // The series known in advance start at zero, so that a rate over them is defined from the first scrape.
         for api in [Api::Realtime, Api::Twilsock] {
-            metrics.realtime_sessions.get_or_create(&api.label());
-            metrics.events_delivered.get_or_create(&api.label());
-            metrics.delivery_latency.get_or_create(&api.label());
+            drop(metrics.realtime_sessions.get_or_create(&api.label()));
+            drop(metrics.events_delivered.get_or_create(&api.label()));
+            drop(metrics.delivery_latency.get_or_create(&api.label()));
         }
         for outcome in ["delivered", "failed"] {
-            metrics.webhook_attempts.get_or_create(&OutcomeLabels { outcome });
+            drop(metrics.webhook_attempts.get_or_create(&OutcomeLabels { outcome }));
         }
         for channel in ["sms", "whatsapp", "email"] {
             for outcome in ["sent", "retry", "failed"] {
-                metrics.channel_attempts.get_or_create(&ChannelOutcomeLabels { channel, outcome });
+                drop(metrics.channel_attempts.get_or_create(&ChannelOutcomeLabels { channel, outcome }));
             }
         }
         for limit in ["conversation", "service"].into_iter().chain(
             [Refusal::ConnectionRate, Refusal::ConnectionsPerIp, Refusal::SessionsPerIdentity].map(Refusal::label),
         ) {
-            metrics.rate_limited.get_or_create(&LimitLabels { limit });
+            drop(metrics.rate_limited.get_or_create(&LimitLabels { limit }));
         }
         Self { registry, ..metrics }
     }
