@@ -56,7 +56,7 @@ pub(crate) async fn observe_request(State(metrics): State<Arc<Metrics>>, request
     let method = request.method().clone();
     // The template (`/v1/Conversations/{conversation}`), not the path: bounded, and free of SIDs.
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_string();
-    let span = tracing::info_span!("request", id = %id, method = %method, route = %route);
+    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     if let Ok(value) = HeaderValue::from_str(&id) {
@@ -65,7 +65,7 @@ pub(crate) async fn observe_request(State(metrics): State<Arc<Metrics>>, request
     let status = response.status();
     metrics.request_answered(method.as_str(), &route, status.as_u16(), elapsed);
     span.in_scope(|| {
-        let millis = elapsed.as_secs_f64() * 1000.0;
+        let millis = elapsed.as_micros() as f64 / 1000.0;
         // Failures are worth a line at the default level; successes only when asked for (PALAVER_LOG=debug).
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), millis, "answered");
