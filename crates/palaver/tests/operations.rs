@@ -66,20 +66,27 @@ async fn json_log_lines_carry_the_request_id() {
         .unwrap();
     assert_eq!(answer.status(), 401, "no credentials: a failure, logged at the default level");
     assert_eq!(answer.headers()["x-request-id"], "log-test-7");
-    // Every line is one JSON object; the request's line names it in its span.
-    let reader = std::thread::spawn(move || {
-        let mut seen = Vec::new();
+    // Every line is one JSON object; the request's line names it in its span. Read on a thread of its own, so
+    // that a missing line fails the test after a while instead of blocking it.
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         for line in log.by_ref() {
-            let line = line.unwrap();
-            let parsed: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: not JSON: {line}"));
-            if parsed["span"]["request_id"] == "log-test-7" {
-                return (parsed, seen);
+            if lines.send(line.unwrap()).is_err() {
+                return;
             }
-            seen.push(line);
         }
-        panic!("no log line of the request among {seen:?}");
     });
-    let (line, _) = reader.join().expect("the request's log line");
+    let mut seen = Vec::new();
+    let line = loop {
+        let raw = received
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no log line of the request among {seen:?}"));
+        let parsed: Value = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{e}: not JSON: {raw}"));
+        if parsed["span"]["request_id"] == "log-test-7" {
+            break parsed;
+        }
+        seen.push(raw);
+    };
     assert_eq!(line["level"], "INFO", "{line}");
     assert_eq!(line["fields"]["status"], 401, "{line}");
     assert_eq!(line["span"]["route"], "/v1/Conversations", "{line}");
