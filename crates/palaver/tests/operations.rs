@@ -1,4 +1,5 @@
-//! Operating a running `palaver serve`: JSON log lines that carry the request id, and `palaver status`.
+//! Operating a running `palaver serve`: JSON log lines that carry the request id, `palaver status`, and
+//! `/metrics` of a server on PostgreSQL.
 // Servers are reaped by `stop` at the end of each test (or killed when the test fails first).
 #![allow(clippy::zombie_processes)]
 
@@ -8,6 +9,8 @@ use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+
+mod support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_palaver");
 
@@ -137,4 +140,37 @@ async fn status_once_summarizes_a_running_server() {
         .unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("refused the credentials"));
+}
+
+#[tokio::test]
+async fn store_operations_are_timed_on_postgresql_too() {
+    let Some(url) = support::required_url("PALAVER_TEST_DATABASE_URL") else { return };
+    let schema = support::Schema::create(&url).await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let node = support::Node::start(data_dir.path(), &["--database", &schema.url]);
+    let http = reqwest::Client::new();
+    let (status, conversation) =
+        support::call(&http, reqwest::Method::POST, format!("{}/v1/Conversations", node.url), &[]).await;
+    assert_eq!(status, 201, "{conversation}");
+    let messages = format!("{}/v1/Conversations/{}/Messages", node.url, conversation["sid"].as_str().unwrap());
+    for body in ["one", "two"] {
+        let (status, _) = support::call(&http, reqwest::Method::POST, messages.clone(), &[("Body", body)]).await;
+        assert_eq!(status, 201);
+    }
+    let text = http
+        .get(format!("{}/metrics", node.url))
+        .basic_auth(support::ACCOUNT, Some(support::TOKEN))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metrics = palaver_server::metrics::text::parse(&text).unwrap_or_else(|e| panic!("{e} in\n{text}"));
+    let writes = [("operation", "add_message"), ("kind", "write")];
+    assert_eq!(metrics.sum("palaver_db_operation_duration_seconds_count", &writes), 2.0);
+    assert!(metrics.sum("palaver_db_operation_duration_seconds_count", &[("kind", "read")]) >= 1.0);
+    assert!(metrics.sum("palaver_db_operation_duration_seconds_count", &[("operation", "outbox_depths")]) >= 1.0);
+    assert_eq!(metrics.sum("palaver_sqlite_group_commit_writes_count", &[]), 0.0, "no SQLite here");
+    assert_eq!(metrics.sum("palaver_webhook_outbox", &[("state", "pending")]), 0.0);
 }
