@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting and lints, the Rust tests (which start real servers on free
-# ports), the conformance suite that drives the server with the real `twilio` Python library, and the suite
-# that drives it with the official `@twilio/conversations` JS SDK (2.6.0 and 3.0.1) under Node, a short run of
-# every fuzz target (scripts/fuzz.sh; run it by hand for longer), and the web console's browser tests (Debian's
+# ports), the conformance suite that drives the server with the real `twilio` Python library (and with
+# Schemathesis and Twilio's OpenAPI spec from ../shared/reference, see docs/compatibility.md), the suite that
+# drives it with the official `@twilio/conversations` JS SDK (2.6.0 and 3.0.1) under Node, a short run of every
+# fuzz target (scripts/fuzz.sh; run it by hand for longer), and the web console's browser tests (Debian's
 # Chromium, installed with apt-get when missing, driven by playwright-core).
 # It sets up what it needs itself (a Python virtualenv in .venv with the pinned requirements; the npm packages
 # pinned by tests/js-sdk/package-lock.json, cached in .cache/npm).

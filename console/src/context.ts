@@ -65,6 +65,20 @@ export async function accessToken(context: Context, identity: string, service: s
   return minted.token;
 }
 
+/**
+ * An observer's access token for `service` (`POST /palaver/v1/AccessTokens` with `Observer=true`): its
+ * realtime session follows any conversation of the service, read-only. The identity only names the console
+ * in the server's logs; no user is created for it.
+ */
+export async function observerToken(context: Context, service: string): Promise<string> {
+  const minted = await context.rest.post<{ token: string }>('/palaver/v1/AccessTokens', {
+    Identity: 'palaver-console',
+    ChatServiceSid: service,
+    Observer: true,
+  });
+  return minted.token;
+}
+
 /** The REST path of a conversation (or of something below it). */
 export function conversationPath(service: string, conversation: string, below = ''): string {
   return `/v1/Services/${encodeURIComponent(service)}/Conversations/${encodeURIComponent(conversation)}${below}`;

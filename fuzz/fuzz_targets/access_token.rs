@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use palaver_api::token::{self, ALGORITHM, AccessTokenClaims, ChatGrant, Grants};
+use palaver_api::token::{self, ALGORITHM, AccessTokenClaims, ChatGrant, Grants, PalaverGrant};
 
 fn claims(u: &mut Unstructured<'_>) -> Result<AccessTokenClaims> {
     Ok(AccessTokenClaims {
@@ -29,6 +29,7 @@ fn claims(u: &mut Unstructured<'_>) -> Result<AccessTokenClaims> {
             } else {
                 None
             },
+            palaver: if u.arbitrary()? { Some(PalaverGrant { observer: u.arbitrary()? }) } else { None },
         },
     })
 }

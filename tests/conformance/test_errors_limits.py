@@ -94,6 +94,20 @@ def test_malformed_input(v1, server):
     assert raw.status_code == 405 and raw.json()["code"] == 20004
 
 
+def test_nul_characters_are_4xx_on_every_store(v1, server):
+    # PostgreSQL text cannot hold a NUL: found by the Twilio-spec run as 500s on the cluster's database.
+    auth = (server.account_sid, server.auth_token)
+    conv = v1.conversations.create()
+    expect(lambda: v1.conversations.create(friendly_name="a\0b"), 400, 20001)
+    expect(lambda: v1.users.create(identity="nul\0"), 400, 20001)
+    expect(lambda: v1.conversations(conv.sid).messages.create(body="x\0"), 400, 20001)
+    expect(lambda: v1.conversations("by-name\0").fetch(), 404, 20404)
+    expect(lambda: v1.users("someone\0").user_conversations(conv.sid).fetch(), 404, 20404)
+    raw = requests.get(f"{server.url}/v1/ParticipantConversations", params={"Identity": "a\0"}, auth=auth)
+    assert raw.status_code == 400 and raw.json()["code"] == 20001
+    assert v1.conversations.create(friendly_name="after").sid.startswith("CH")
+
+
 def test_sms_body_limit_and_non_chat_participant_limit(v1):
     conv = v1.conversations.create()
     v1.conversations(conv.sid).messages.create(body="c" * 2000)

@@ -84,4 +84,4 @@ def test_access_token_minted_by_twilio_library_is_accepted(server):
     with connect(server.url.replace("http://", "ws://") + "/v1/realtime") as ws:
         ws.send(json.dumps({"id": 1, "method": "connect", "params": {"token": forged.to_jwt()}}))
         reply = json.loads(ws.recv(timeout=10))
-        assert reply["error"]["code"] == 20003
+        assert reply["error"]["code"] == 20101 and reply["error"]["status"] == 401

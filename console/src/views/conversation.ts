@@ -3,10 +3,11 @@
 // sends as a chosen chat participant.
 //
 // Live updates come from the realtime API, connected as the participant the console acts as (a user sees
-// the events and typing of the conversations it takes part in). Watching without acting as anyone reads
-// the REST API every few seconds instead (typing is then not shown: the REST API has no typing).
+// the events and typing of the conversations it takes part in). Watching without acting as anyone connects
+// as an observer (a read-only session that may follow any conversation of the service), so messages,
+// typing and read horizons arrive live then too.
 
-import { type Context, accessToken, conversationPath } from '../context';
+import { type Context, accessToken, conversationPath, observerToken } from '../context';
 import { describeError, formatDate, h, replace } from '../dom';
 import type { PageView } from '../main';
 import {
@@ -15,6 +16,7 @@ import {
   type MessageInfo,
   type ParticipantInfo,
   RealtimeClient,
+  type TypingFrame,
   realtimeUrl,
 } from '../realtime';
 import {
@@ -33,7 +35,6 @@ import {
 } from './conversation-model';
 
 const PAGE_SIZE = 30;
-const POLL_MS = 2000;
 const ACTING_KEY = 'palaver-console-acting:';
 const WATCH_ONLY = '';
 
@@ -46,7 +47,6 @@ export function conversationPage(context: Context, service: string, sid: string)
   let conversation: Conversation | null = null;
   let olderPage: string | null = null;
   let realtime: RealtimeClient | null = null;
-  let pollTimer: ReturnType<typeof setInterval> | null = null;
   let acting = sessionStorage.getItem(ACTING_KEY + sid) ?? null;
   let actingUnread: number | null = null;
   let typingSentAt = 0;
@@ -379,21 +379,53 @@ export function conversationPage(context: Context, service: string, sid: string)
     }
   };
 
-  // Live: the realtime API as the acting participant, or polling when watching only.
+  const onTyping = (frame: TypingFrame) => {
+    if (frame.conversation_sid !== sid) return;
+    clearTimeout(typing.get(frame.identity));
+    typing.set(
+      frame.identity,
+      setTimeout(() => {
+        typing.delete(frame.identity);
+        renderTyping();
+      }, frame.timeout_ms),
+    );
+    renderTyping();
+  };
+
+  // Watching: an observer's session subscribed to this conversation. After a reconnect the server follows
+  // the conversation again from the `resume` map and replays what was missed; subscribing again is harmless,
+  // and covers a conversation that had sent nothing before the drop.
+  const watch = async () => {
+    let reconnecting = false;
+    const client = new RealtimeClient(realtimeUrl(), () => observerToken(context, service), {
+      event: (frame) => {
+        if (frame.stream === sid) onEvent(frame.kind, frame.data);
+      },
+      typing: onTyping,
+      state: (state, detail) => {
+        live.textContent = state === 'connected' ? 'watching live' : `${state}${detail ? `: ${detail}` : ''}`;
+        live.className = `live ${state}`;
+        if (state === 'reconnecting') reconnecting = true;
+        if (state === 'connected' && reconnecting) {
+          reconnecting = false;
+          client.call('subscribe', { conversation: sid }).catch(fail);
+        }
+      },
+    });
+    realtime = client;
+    await client.start();
+    await client.call('subscribe', { conversation: sid });
+  };
+
+  // Live: the realtime API as the acting participant, or as an observer when watching only.
   const goLive = async () => {
     realtime?.close();
     realtime = null;
-    if (pollTimer) clearInterval(pollTimer);
-    pollTimer = null;
     typing.clear();
     renderTyping();
     actingUnread = null;
     if (!acting) {
-      live.textContent = `watching, refreshed every ${POLL_MS / 1000} s`;
-      live.className = 'live polling';
-      pollTimer = setInterval(() => {
-        Promise.all([loadNewest(), loadParticipants(), loadConversation()]).catch(fail);
-      }, POLL_MS);
+      await watch();
       return;
     }
     const identity = acting;
@@ -401,18 +433,7 @@ export function conversationPage(context: Context, service: string, sid: string)
       event: (frame) => {
         if (frame.stream === sid) onEvent(frame.kind, frame.data);
       },
-      typing: (frame) => {
-        if (frame.conversation_sid !== sid) return;
-        clearTimeout(typing.get(frame.identity));
-        typing.set(
-          frame.identity,
-          setTimeout(() => {
-            typing.delete(frame.identity);
-            renderTyping();
-          }, frame.timeout_ms),
-        );
-        renderTyping();
-      },
+      typing: onTyping,
       unread: (frame) => {
         if (frame.conversation_sid !== sid) return;
         actingUnread = frame.unread_messages_count;
@@ -440,7 +461,7 @@ export function conversationPage(context: Context, service: string, sid: string)
 
   // Controls.
   markRead.addEventListener('click', async () => {
-    if (!realtime) return;
+    if (!realtime || !acting) return;
     try {
       const last = lastIndex();
       const count = await realtime.call<{ unread_messages_count: number | null }>('set_read_horizon', {
@@ -465,7 +486,7 @@ export function conversationPage(context: Context, service: string, sid: string)
 
   body.addEventListener('input', () => {
     const now = Date.now();
-    if (!realtime || now - typingSentAt < typingInterval / 2) return;
+    if (!realtime || !acting || now - typingSentAt < typingInterval / 2) return;
     typingSentAt = now;
     realtime.call('typing', { conversation: sid }).catch(() => {});
   });
@@ -564,7 +585,6 @@ export function conversationPage(context: Context, service: string, sid: string)
     dispose() {
       disposed = true;
       realtime?.close();
-      if (pollTimer) clearInterval(pollTimer);
       for (const timer of typing.values()) clearTimeout(timer);
       for (const url of blobUrls) URL.revokeObjectURL(url);
     },

@@ -1,5 +1,7 @@
-// The webhooks page: the account's webhook configuration (pre- and post-event URLs, method, filters) and
-// the recent delivery attempts with their outcome, attempts and next retry (GET /palaver/v1/WebhookDeliveries).
+// The webhooks page: the account's webhook configuration (pre- and post-event URLs, method, filters), the
+// outbox (requests still to send and those given up on: GET /palaver/v1/WebhookOutbox) and the delivery
+// history, every attempt with its outcome and next retry (GET /palaver/v1/WebhookDeliveries). Both lists come
+// from the database, so they are the whole cluster's and survive restarts.
 
 import type { Context } from '../context';
 import { describeError, formatDate, h, replace } from '../dom';
@@ -25,7 +27,21 @@ interface WebhookAttempt {
   date_created: string;
 }
 
+interface OutboxEntry {
+  outbox_id: number;
+  url: string;
+  method: string;
+  event_type: string | null;
+  conversation_sid: string | null;
+  attempts: number;
+  state: 'pending' | 'dead';
+  next_attempt: string | null;
+  last_error: string | null;
+  date_created: string | null;
+}
+
 const REFRESH_MS = 3000;
+const PAGE_SIZE = 50;
 const EVENT_TYPES = [
   'onConversationAdd', 'onConversationAdded', 'onConversationUpdate', 'onConversationUpdated',
   'onConversationRemove', 'onConversationRemoved', 'onConversationStateUpdated', 'onMessageAdd',
@@ -61,6 +77,11 @@ export function webhooksPage(context: Context): PageView {
     ['', 'delivered', 'retrying', 'gave_up'].map((o) => h('option', { value: o }, o || 'any outcome')),
   );
   const rows = h('tbody');
+  const outboxRows = h('tbody');
+  const older = h('button', { type: 'button', class: 'link', hidden: true }, 'Older attempts →');
+  const newest = h('button', { type: 'button', class: 'link', hidden: true }, '← Newest');
+  // The history page shown: null for the newest, else the URL of an older page (from `next_page_url`).
+  let historyPage: string | null = null;
 
   const show = (config: WebhookConfiguration) => {
     pre.value = config.pre_webhook_url ?? '';
@@ -77,17 +98,46 @@ export function webhooksPage(context: Context): PageView {
     for (const control of controls()) control.disabled = false;
   };
 
-  const loadDeliveries = async () => {
-    const page = await context.rest.get<{ webhook_deliveries: WebhookAttempt[] }>('/palaver/v1/WebhookDeliveries', {
-      Outcome: outcome.value || null,
-      PageSize: 100,
+  const loadOutbox = async () => {
+    const page = await context.rest.page<OutboxEntry>('/palaver/v1/WebhookOutbox', 'webhook_outbox', {
+      PageSize: PAGE_SIZE,
     });
     replace(
+      outboxRows,
+      page.items.length === 0 ? h('tr', {}, h('td', { colspan: 7, class: 'empty' }, 'Nothing waits to be sent')) : null,
+      page.items.map((e) =>
+        h(
+          'tr',
+          { class: e.state === 'dead' || e.last_error ? 'failure' : null, 'data-state': e.state },
+          h('td', {}, formatDate(e.date_created)),
+          h('td', {}, e.event_type ?? ''),
+          h('td', { class: 'url' }, `${e.method} ${e.url}`),
+          h('td', {}, e.state === 'dead' ? 'given up' : 'waiting'),
+          h('td', {}, String(e.attempts)),
+          h('td', {}, e.last_error ?? ''),
+          h('td', {}, e.next_attempt ? formatDate(e.next_attempt) : ''),
+        ),
+      ),
+      page.nextPageUrl ? h('tr', {}, h('td', { colspan: 7, class: 'empty' }, `Only the newest ${PAGE_SIZE} are shown`)) : null,
+    );
+  };
+
+  const loadDeliveries = async () => {
+    const page = await context.rest.page<WebhookAttempt>(
+      historyPage ?? '/palaver/v1/WebhookDeliveries',
+      'webhook_deliveries',
+      historyPage ? {} : { Outcome: outcome.value || null, PageSize: PAGE_SIZE },
+    );
+    older.hidden = !page.nextPageUrl;
+    newest.hidden = historyPage === null;
+    older.onclick = () => {
+      historyPage = page.nextPageUrl;
+      loadDeliveries().catch((f) => (status.textContent = describeError(f)));
+    };
+    replace(
       rows,
-      page.webhook_deliveries.length === 0
-        ? h('tr', {}, h('td', { colspan: 7, class: 'empty' }, 'No webhook requests sent since the server started'))
-        : null,
-      page.webhook_deliveries.map((a) =>
+      page.items.length === 0 ? h('tr', {}, h('td', { colspan: 7, class: 'empty' }, 'No webhook attempts recorded')) : null,
+      page.items.map((a) =>
         h(
           'tr',
           { class: a.outcome === 'delivered' ? null : 'failure', 'data-outcome': a.outcome },
@@ -120,7 +170,15 @@ export function webhooksPage(context: Context): PageView {
       status.textContent = describeError(failure);
     }
   });
-  outcome.addEventListener('change', () => loadDeliveries().catch((f) => (status.textContent = describeError(f))));
+  outcome.addEventListener('change', () => {
+    historyPage = null;
+    loadDeliveries().catch((f) => (status.textContent = describeError(f)));
+  });
+  newest.addEventListener('click', () => {
+    historyPage = null;
+    loadDeliveries().catch((f) => (status.textContent = describeError(f)));
+  });
+  const refresh = () => Promise.all([loadOutbox(), loadDeliveries()]);
 
   const element = h(
     'main',
@@ -129,7 +187,19 @@ export function webhooksPage(context: Context): PageView {
     h('p', {}, 'Account-wide settings; services and conversations can have their own (REST API).'),
     form,
     status,
-    h('h2', {}, 'Recent deliveries ', outcome),
+    h('h2', {}, 'Outbox'),
+    h('p', {}, 'Requests still to send, and those given up on after every attempt failed.'),
+    h(
+      'table',
+      { class: 'list outbox' },
+      h(
+        'thead',
+        {},
+        h('tr', {}, ['Planned', 'Event', 'Request', 'State', 'Attempts', 'Last error', 'Next attempt'].map((t) => h('th', {}, t))),
+      ),
+      outboxRows,
+    ),
+    h('h2', {}, 'Delivery history ', outcome),
     h(
       'table',
       { class: 'list deliveries' },
@@ -140,9 +210,10 @@ export function webhooksPage(context: Context): PageView {
       ),
       rows,
     ),
+    h('p', { class: 'pager' }, newest, ' ', older),
   );
   loadConfig().catch((failure) => (status.textContent = describeError(failure)));
-  loadDeliveries().catch((failure) => (status.textContent = describeError(failure)));
-  const timer = setInterval(() => loadDeliveries().catch(() => {}), REFRESH_MS);
+  refresh().catch((failure) => (status.textContent = describeError(failure)));
+  const timer = setInterval(() => refresh().catch(() => {}), REFRESH_MS);
   return { element, dispose: () => clearInterval(timer) };
 }

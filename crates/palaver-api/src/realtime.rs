@@ -465,8 +465,14 @@ pub struct Connected {
     pub identity: String,
     /// The service the session works in.
     pub service_sid: String,
-    /// The caller's user.
-    pub user: UserInfo,
+    /// The caller's user; `null` for an observer, who is no user of the service.
+    #[serde(default)]
+    pub user: Option<UserInfo>,
+    /// The session observes (its token carries Palaver's observer grant): it may `subscribe` to any
+    /// conversation of the service and receives its events and typing, and every change it asks for is
+    /// refused with 20403.
+    #[serde(default)]
+    pub observer: bool,
     /// When the token expires (RFC 3339).
     pub token_expires_at: String,
     /// How long a typing indicator lasts for receivers, in milliseconds.

@@ -60,6 +60,19 @@ pub struct Grants {
     /// The conversations grant (called `chat` for historical reasons).
     #[serde(default)]
     pub chat: Option<ChatGrant>,
+    /// Palaver's own grant; Twilio's libraries neither mint nor read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub palaver: Option<PalaverGrant>,
+}
+
+/// The `palaver` grant: capabilities of Palaver's own, beyond Twilio's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PalaverGrant {
+    /// The holder observes: its realtime session may follow any conversation of its service (stored and live
+    /// events, typing) and changes nothing. Minted only for account credentials or API keys
+    /// (`POST /palaver/v1/AccessTokens` with `Observer=true`), which read everything through REST anyway.
+    #[serde(default)]
+    pub observer: bool,
 }
 
 /// The `chat` grant.
@@ -185,6 +198,7 @@ mod tests {
             grants: Grants {
                 identity: Some("dana".into()),
                 chat: Some(ChatGrant { service_sid: Some("IS1".into()), ..ChatGrant::default() }),
+                ..Grants::default()
             },
         }
     }

@@ -45,7 +45,6 @@
 //! placeholder message at it (visible only in the target's event log).
 
 pub mod export;
-mod holder;
 pub mod import;
 pub mod progress;
 pub mod records;
@@ -59,5 +58,5 @@ pub use snapshot::{BackupError, BackupSummary, RestoreError, RestoreSummary, bac
 
 /// Another process that has the file at `path` open (its pid and program name), where the system tells (Linux).
 pub fn process_holding(path: &std::path::Path) -> Option<(u32, String)> {
-    holder::holder(path)
+    palaver_store_sqlite::holder::holder(path)
 }

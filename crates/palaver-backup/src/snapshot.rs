@@ -246,7 +246,7 @@ pub fn restore(backup: &Path, database: &Path) -> Result<RestoreSummary, Restore
     }
     check_backup(backup)?;
     for file in [database.to_path_buf(), sibling(database, "-wal"), sibling(database, "-shm")] {
-        if let Some((pid, program)) = crate::holder::holder(&file) {
+        if let Some((pid, program)) = palaver_store_sqlite::holder::holder(&file) {
             return Err(RestoreError::InUse { path: database.to_path_buf(), pid, program });
         }
     }

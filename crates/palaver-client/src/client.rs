@@ -1385,13 +1385,15 @@ impl Handler for ClientInner {
         {
             let mut session = lock(&self.session);
             session.identity = Some(connected.identity.clone());
-            session.user_sid = Some(connected.user.sid.clone());
+            session.user_sid = connected.user.as_ref().map(|user| user.sid.clone());
             if connected.typing_timeout_ms > 0 {
                 session.typing_timeout = Duration::from_millis(connected.typing_timeout_ms);
             }
             session.limits = connected.limits.clone();
         }
-        self.upsert_user(&connected.user);
+        if let Some(user) = &connected.user {
+            self.upsert_user(user);
+        }
         if !first {
             self.resync();
         }

@@ -303,8 +303,8 @@ async fn run<H: Handler>(
     }
 }
 
-/// Whether a rejection of `connect` was for an expired token (the server says so in the message: Twilio's
-/// code 20104 inside a 20003 error).
+/// Whether a rejection of `connect` was for an expired token (error 20104, "Access token expired"; older servers
+/// put 20104 in the message of a 20003 error).
 fn token_expired(reason: &str) -> bool {
     reason.contains("20104") || reason.to_ascii_lowercase().contains("expired")
 }

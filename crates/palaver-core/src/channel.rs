@@ -61,6 +61,11 @@ impl DeliveryStatus {
         })
     }
 
+    /// Whether the message did not reach its recipient: `failed` or `undelivered`.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Self::Failed | Self::Undelivered)
+    }
+
     /// How far along a message is, so a late callback (`sent` after `delivered`) cannot move it back.
     pub fn progress(self) -> u8 {
         match self {
@@ -95,6 +100,44 @@ pub struct DeliveryReceipt {
     pub date_created: OffsetDateTime,
     /// Last changed at.
     pub date_updated: OffsetDateTime,
+}
+
+/// A delivery receipt with what an operator looks at beside it: where it goes, how sending went, and the
+/// message it is for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelDelivery {
+    /// The receipt.
+    pub receipt: DeliveryReceipt,
+    /// The channel.
+    pub channel: BindingKind,
+    /// The recipient's address, as it was when the message was sent (unknown for receipts stored before
+    /// addresses were kept with them, once their participant is gone).
+    pub address: Option<String>,
+    /// Attempts at handing it to the channel so far.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When the dispatcher tries it next (queued receipts only).
+    pub next_attempt: Option<OffsetDateTime>,
+    /// The message's index, while the message exists.
+    pub message_index: Option<i64>,
+    /// The message's author, while the message exists.
+    pub message_author: Option<String>,
+    /// The message's receipt counts, while the message exists.
+    pub message_delivery: Option<DeliveryCounts>,
+}
+
+/// Which receipts to list across conversations; every field narrows the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceiptFilter {
+    /// Only receipts in this status.
+    pub status: Option<DeliveryStatus>,
+    /// Only failed or undelivered receipts.
+    pub failed: bool,
+    /// Only receipts of this conversation.
+    pub conversation_sid: Option<ConversationSid>,
+    /// Only receipts of this service.
+    pub service_sid: Option<ServiceSid>,
 }
 
 /// Counts of a message's receipts per status, as stored with the message.

@@ -29,6 +29,10 @@ pub enum Error {
     /// The caller's roles do not grant the permission the action needs.
     #[error("the caller lacks the '{0}' permission")]
     Forbidden(&'static str),
+    /// The caller observes conversations (a session opened with an observer's token): it may read any
+    /// conversation of its service but change nothing, not even send a typing indicator.
+    #[error("this session is an observer's: it can read conversations but not change them")]
+    ReadOnly,
     /// The caller must be a participant of the conversation.
     #[error("the caller is not a participant of conversation {0}")]
     NotAParticipant(String),

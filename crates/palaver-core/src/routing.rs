@@ -209,7 +209,17 @@ impl Palaver {
 
     async fn check_auto_creation(&self, auto: &AutoCreation) -> Result<()> {
         if let Some(service) = &auto.conversation_service_sid {
-            self.service(service).await?;
+            // A setting that names a missing service is bad input; the address configuration itself exists.
+            match self.service(service).await {
+                Err(Error::NotFound { .. }) => {
+                    let reason = format!("there is no service {service}");
+                    return Err(InvalidInput::new("AutoCreation.ConversationServiceSid", reason).into());
+                }
+                found => found?,
+            };
+        }
+        if let Some(flow) = &auto.studio_flow_sid {
+            crate::service::check_studio_flow_sid("AutoCreation.StudioFlowSid", flow)?;
         }
         match auto.kind.as_str() {
             "default" | "studio" => {}

@@ -203,9 +203,22 @@ fn validate_scoped_webhook(hook: &ConversationWebhook) -> Result<(), InvalidInpu
             }
         }
     }
+    if let Some(flow) = &hook.flow_sid {
+        check_studio_flow_sid("Configuration.FlowSid", flow)?;
+    }
     match &hook.url {
         Some(url) => validate_webhook_url("Configuration.Url", url),
         None => Err(InvalidInput::new("Configuration.Url", "is required for this target")),
+    }
+}
+
+/// Checks that `raw` has the form of a Studio flow SID (`FW` and 32 hex digits). Palaver runs no Studio flows,
+/// so the SID is only kept and shown.
+pub(crate) fn check_studio_flow_sid(field: &'static str, raw: &str) -> Result<(), InvalidInput> {
+    if palaver_api::sid::has_sid_shape(raw, "FW") {
+        Ok(())
+    } else {
+        Err(InvalidInput::new(field, format!("'{raw}' is not a Studio flow SID (FW and 32 hex digits)")))
     }
 }
 
@@ -549,7 +562,14 @@ impl Palaver {
         kind: RoleKind,
         field: &'static str,
     ) -> Result<()> {
-        let found = self.store.get_role(service, role).await?;
+        // The role is a parameter of the request, not the resource the path names: one the service lacks is
+        // bad input, not a missing resource.
+        let found = match self.store.get_role(service, role).await {
+            Err(Error::NotFound { .. }) => {
+                return Err(InvalidInput::new(field, format!("the service has no role {role}")).into());
+            }
+            found => found?,
+        };
         if found.kind != kind {
             return Err(InvalidInput::new(
                 field,

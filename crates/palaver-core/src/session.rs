@@ -1,6 +1,12 @@
 //! [`UserSession`]: the operations of one authenticated chat user (the realtime API's callers), each checked
 //! against the user's service role and, inside a conversation, the conversation role of the user's
 //! participant. Permission names are Twilio's.
+//!
+//! An **observer** session ([`UserSession::observe`], opened with a token carrying Palaver's observer grant)
+//! reads every conversation of its service as if it took part in all of them, and changes nothing. Every
+//! change goes through one of two checks, the caller's roles (`grants`) or its membership
+//! (`require_participant`), and both refuse an observer with [`Error::ReadOnly`]; reads go through
+//! `require_reader`, which lets an observer in.
 
 use palaver_api::sid::{ConversationSid, MessageSid, ServiceSid};
 
@@ -64,6 +70,8 @@ pub struct UserSession {
     identity: Identity,
     /// Membership checks by conversation reference (SID or unique name), reused until the access epoch moves.
     access: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Access>>>,
+    /// Reads every conversation of the service, changes nothing (see the module documentation).
+    observer: bool,
 }
 
 impl UserSession {
@@ -94,7 +102,22 @@ impl UserSession {
             }
             Err(other) => return Err(other),
         };
-        Ok((Self { palaver, service, identity, access: Default::default() }, user))
+        Ok((Self { palaver, service, identity, access: Default::default(), observer: false }, user))
+    }
+
+    /// Starts an observer's session in `service`: it reads any conversation (messages, participants, counts)
+    /// and changes nothing. `identity` only names the observer (in logs); no user is looked up or created.
+    ///
+    /// # Errors
+    /// When the service does not exist.
+    pub async fn observe(palaver: Palaver, service: ServiceSid, identity: Identity) -> Result<Self> {
+        palaver.service(&service).await?;
+        Ok(Self { palaver, service, identity, access: Default::default(), observer: true })
+    }
+
+    /// Whether this is an observer's session (read-only, every conversation of the service).
+    pub fn is_observer(&self) -> bool {
+        self.observer
     }
 
     /// The caller's identity.
@@ -127,7 +150,11 @@ impl UserSession {
         }
     }
 
+    /// What the caller may do; an observer may do nothing.
     async fn grants(&self, participant: Option<&Participant>) -> Result<Grants> {
+        if self.observer {
+            return Err(Error::ReadOnly);
+        }
         let user = self.palaver.user(&self.service, &self.user_ref()).await?;
         Ok(Grants {
             service: self.role_permissions(user.role_sid.as_ref()).await?,
@@ -150,9 +177,13 @@ impl UserSession {
         }
     }
 
-    /// The caller's membership of a conversation, or [`Error::NotAParticipant`]. Checks are cached until
-    /// anything that affects access changes (see `Palaver::access_epoch`).
+    /// The caller's membership of a conversation, or [`Error::NotAParticipant`]; [`Error::ReadOnly`] for an
+    /// observer, who is never a member. Checks are cached until anything that affects access changes (see
+    /// `Palaver::access_epoch`).
     async fn require_participant(&self, conv: &ConversationRef) -> Result<(ConversationSid, Participant, Grants)> {
+        if self.observer {
+            return Err(Error::ReadOnly);
+        }
         let key = conv.to_string();
         // Read the epoch before looking anything up, so a change racing with this check invalidates it.
         let epoch = self.palaver.access_epoch();
@@ -183,6 +214,15 @@ impl UserSession {
         Ok((conversation.sid, participant, grants))
     }
 
+    /// The conversation, when the caller may read it: a participant its own conversations, an observer any
+    /// of the service's.
+    async fn require_reader(&self, conv: &ConversationRef) -> Result<ConversationSid> {
+        if self.observer {
+            return Ok(self.palaver.conversation(&self.service, conv).await?.sid);
+        }
+        Ok(self.require_participant(conv).await?.0)
+    }
+
     fn sid_ref(sid: &ConversationSid) -> ConversationRef {
         ConversationRef::Sid(sid.clone())
     }
@@ -192,15 +232,22 @@ impl UserSession {
     /// # Errors
     /// Storage failures.
     pub async fn my_conversations(&self, page: PageQuery) -> Result<Page<UserConversation>> {
+        if self.observer {
+            // An observer takes part in nothing, whatever user shares its identity.
+            return Ok(Page { items: Vec::new(), next: None, previous: None });
+        }
         self.palaver.list_user_conversations(&self.service, &self.user_ref(), page).await
     }
 
-    /// A conversation the caller participates in, or may join.
+    /// A conversation the caller participates in, or may join; for an observer, any conversation.
     ///
     /// # Errors
     /// Not found, or [`Error::Forbidden`] for a conversation the caller can neither see nor join.
     pub async fn conversation(&self, conv: &ConversationRef) -> Result<SessionConversation> {
         let conversation = self.palaver.conversation(&self.service, conv).await?;
+        if self.observer {
+            return Ok(SessionConversation { conversation, mine: None });
+        }
         let conv = Self::sid_ref(&conversation.sid);
         match self.palaver.user_conversation(&self.service, &self.user_ref(), &conv).await {
             Ok(mine) => Ok(SessionConversation { conversation: mine.conversation.clone(), mine: Some(mine) }),
@@ -218,6 +265,9 @@ impl UserSession {
     /// # Errors
     /// Storage failures.
     pub async fn participates_in(&self, conv: &ConversationRef) -> Result<bool> {
+        if self.observer {
+            return Ok(false);
+        }
         match self.require_participant(conv).await {
             Ok(_) => Ok(true),
             Err(Error::NotAParticipant(_) | Error::NotFound { .. }) => Ok(false),
@@ -225,12 +275,12 @@ impl UserSession {
         }
     }
 
-    /// A conversation the caller participates in (with its message and participant counts).
+    /// A conversation the caller participates in, or observes (with its message and participant counts).
     ///
     /// # Errors
     /// Not found; [`Error::NotAParticipant`] for anyone else, whatever their role.
     pub async fn joined_conversation(&self, conv: &ConversationRef) -> Result<Conversation> {
-        let (conversation_sid, _, _) = self.require_participant(conv).await?;
+        let conversation_sid = self.require_reader(conv).await?;
         self.palaver.conversation(&self.service, &Self::sid_ref(&conversation_sid)).await
     }
 
@@ -381,9 +431,9 @@ impl UserSession {
     /// Every participant.
     ///
     /// # Errors
-    /// Not a participant.
+    /// Not a participant (nor an observer).
     pub async fn participants(&self, conv: &ConversationRef) -> Result<Vec<Participant>> {
-        let (conversation_sid, _, _) = self.require_participant(conv).await?;
+        let conversation_sid = self.require_reader(conv).await?;
         let conv = Self::sid_ref(&conversation_sid);
         let mut out = Vec::new();
         let mut cursor = None;
@@ -462,18 +512,18 @@ impl UserSession {
     /// A page of messages.
     ///
     /// # Errors
-    /// Not a participant.
+    /// Not a participant (nor an observer).
     pub async fn messages(&self, conv: &ConversationRef, page: PageQuery) -> Result<Page<Message>> {
-        let (conversation_sid, _, _) = self.require_participant(conv).await?;
+        let conversation_sid = self.require_reader(conv).await?;
         self.palaver.list_messages(&self.service, &Self::sid_ref(&conversation_sid), page).await
     }
 
     /// A page of messages and whether any message lies before its first item, in one read.
     ///
     /// # Errors
-    /// Not a participant.
+    /// Not a participant (nor an observer).
     pub async fn messages_and_lead(&self, conv: &ConversationRef, page: PageQuery) -> Result<(Page<Message>, bool)> {
-        let (conversation_sid, _, _) = self.require_participant(conv).await?;
+        let conversation_sid = self.require_reader(conv).await?;
         self.palaver.list_messages_and_lead(&self.service, &Self::sid_ref(&conversation_sid), page).await
     }
 
@@ -573,8 +623,12 @@ impl UserSession {
     /// The caller's view of a conversation they participate in (unread count, horizon, level).
     ///
     /// # Errors
-    /// Not a participant.
+    /// Not a participant; an observer has no view of its own.
     pub async fn user_conversation(&self, conv: &ConversationRef) -> Result<UserConversation> {
+        if self.observer {
+            let conversation = self.palaver.conversation(&self.service, conv).await?;
+            return Err(Error::NotAParticipant(conversation.sid.to_string()));
+        }
         match self.palaver.user_conversation(&self.service, &self.user_ref(), conv).await {
             Err(Error::NotFound { .. }) => {
                 // Only on failure: tell a missing conversation from one the caller is not in.

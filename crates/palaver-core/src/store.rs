@@ -20,15 +20,16 @@ use palaver_api::sid::{
 use time::OffsetDateTime;
 
 use crate::channel::{
-    AddressConfiguration, AddressConfigurationPatch, ChannelJob, DeliveryReceipt, DeliveryUpdate, ReceiptRef,
+    AddressConfiguration, AddressConfigurationPatch, ChannelDelivery, ChannelJob, DeliveryReceipt, DeliveryUpdate,
+    ReceiptFilter, ReceiptRef,
 };
 use crate::error::Result;
 use crate::event::{Event, Origin};
 use crate::input::{Attributes, Identity, NotificationLevel, TimerDuration};
 use crate::model::*;
 use crate::webhook::{
-    ConversationWebhook, ConversationWebhookPatch, Delivery, NewDelivery, WebhookConfig, WebhookScope, WebhookSettings,
-    WebhookSettingsPatch,
+    AttemptFilter, AttemptRetention, ConversationWebhook, ConversationWebhookPatch, Delivery, NewDelivery, OutboxEntry,
+    OutboxFilter, WebhookAttempt, WebhookConfig, WebhookScope, WebhookSettings, WebhookSettingsPatch,
 };
 
 /// A conversation addressed by SID or by unique name (paths accept either).
@@ -740,17 +741,25 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<i64>;
     /// Claims the outbox entries due at `now`, oldest first, at most `limit`: in the same transaction each
     /// entry returned is made due again only at `now + lease`, so a concurrent or later claim (another node's)
-    /// does not get it while its sender works. Recording the attempt's outcome ends the lease
-    /// ([`Store::webhook_delivered`] removes the entry, [`Store::webhook_failed`] sets its retry time); an
-    /// entry whose sender died is claimed again once the lease ends. `lease` must therefore outlast an attempt.
+    /// does not get it while its sender works. Recording the attempt ([`Store::record_webhook_attempt`]) ends
+    /// the lease (a delivered entry is removed, a failed one gets its retry time); an entry whose sender died
+    /// is claimed again once the lease ends. `lease` must therefore outlast an attempt.
     async fn due_webhooks(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> Result<Vec<Delivery>>;
     /// When the next outbox entry is due (for a claimed one, when its lease ends), if any waits.
     async fn next_webhook_due(&self) -> Result<Option<OffsetDateTime>>;
-    /// Removes a delivered entry from the outbox.
-    async fn webhook_delivered(&self, id: i64) -> Result<()>;
-    /// Records a failed attempt: retried at `retry_at` (whatever its lease said), or kept as dead (never
-    /// retried) when `None`.
-    async fn webhook_failed(&self, id: i64, retry_at: Option<OffsetDateTime>, error: String) -> Result<()>;
+    /// Records an attempt at sending outbox entry `attempt.delivery_id`, in one transaction: the entry is
+    /// removed when delivered, retried at `attempt.next_retry` (whatever its lease said) when retrying, kept as
+    /// dead (never sent again) when given up, counting the attempt and its error; and the attempt is appended to
+    /// the delivery history, which then drops what `retention` does not keep (counted back from `attempt.at`).
+    /// An entry already gone (another node delivered it after this node's lease ended) changes nothing in the
+    /// outbox; the attempt is still recorded.
+    async fn record_webhook_attempt(&self, attempt: WebhookAttempt, retention: AttemptRetention) -> Result<()>;
+    /// The delivery history matching `filter`, keyed by the order attempts were recorded in (newest first for
+    /// a descending page).
+    async fn list_webhook_attempts(&self, filter: AttemptFilter, page: PageQuery) -> Result<Page<WebhookAttempt>>;
+    /// The outbox entries matching `filter` (still to send, dead, or both), keyed by the order they were
+    /// planned in.
+    async fn list_webhook_outbox(&self, filter: OutboxFilter, page: PageQuery) -> Result<Page<OutboxEntry>>;
 
     // Non-chat channels. Receipts are created by `add_message`, one per non-chat participant other than the
     // author, in status `queued` and due at once.
@@ -776,6 +785,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// conversation's log. A status never moves backwards (a late `sent` after `delivered` is ignored, but its
     /// channel id is kept). `None` when no receipt matches.
     async fn update_delivery(&self, receipt: &ReceiptRef, update: DeliveryUpdate) -> Result<Option<DeliveryReceipt>>;
+    /// Receipts of every conversation matching `filter`, with their recipient's address, their sending state and
+    /// their message, keyed by creation order (newest first for a descending page).
+    async fn list_channel_deliveries(&self, filter: ReceiptFilter, page: PageQuery) -> Result<Page<ChannelDelivery>>;
     /// A message's receipts, in creation order.
     async fn list_receipts(
         &self,

@@ -335,6 +335,151 @@ pub struct Delivery {
     pub attempts: u32,
 }
 
+impl NewDelivery {
+    /// The value of form parameter `name` (`EventType`, `ConversationSid`, …), if the request has it.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+}
+
+/// How one attempt at sending an outbox entry ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttemptOutcome {
+    /// Answered 2xx: the entry left the outbox.
+    Delivered,
+    /// Failed; the entry is tried again at the attempt's `next_retry`.
+    Retrying,
+    /// Failed for the last time: the entry stays in the outbox as dead and is never sent again.
+    GaveUp,
+}
+
+impl AttemptOutcome {
+    /// Every outcome.
+    pub const ALL: [Self; 3] = [Self::Delivered, Self::Retrying, Self::GaveUp];
+
+    /// The stored and wire name: `delivered`, `retrying`, `gave_up`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retrying => "retrying",
+            Self::GaveUp => "gave_up",
+        }
+    }
+
+    /// Parses [`AttemptOutcome::as_str`]'s names.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|outcome| outcome.as_str() == raw)
+    }
+}
+
+/// One attempt at sending an outbox entry, as the delivery history keeps it: recorded with the entry's new
+/// state in one write ([`crate::Store::record_webhook_attempt`]), so the history and the outbox agree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookAttempt {
+    /// The outbox entry (the same across its retries).
+    pub delivery_id: i64,
+    /// The log event the request announces.
+    pub event_id: i64,
+    /// Where it went.
+    pub url: String,
+    /// How.
+    pub method: HookMethod,
+    /// `onMessageAdded`, … (the request's `EventType`).
+    pub event_type: Option<String>,
+    /// The conversation the event is about, when it is about one (the request's `ConversationSid`).
+    pub conversation_sid: Option<String>,
+    /// Which attempt this was, from 1.
+    pub attempt: u32,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// Why it failed (`answered 500`, `no answer: …`).
+    pub error: Option<String>,
+    /// When the entry is tried again (only when `outcome` is [`AttemptOutcome::Retrying`]).
+    pub next_retry: Option<OffsetDateTime>,
+    /// When the attempt ended.
+    pub at: OffsetDateTime,
+}
+
+impl WebhookAttempt {
+    /// The attempt that follows `delivery`'s earlier ones, ended at `at`: delivered when `error` is `None`;
+    /// otherwise retried at `next_retry`, or given up when there is none.
+    pub fn of(
+        delivery: &Delivery,
+        error: Option<String>,
+        next_retry: Option<OffsetDateTime>,
+        at: OffsetDateTime,
+    ) -> Self {
+        let outcome = match (&error, next_retry) {
+            (None, _) => AttemptOutcome::Delivered,
+            (Some(_), Some(_)) => AttemptOutcome::Retrying,
+            (Some(_), None) => AttemptOutcome::GaveUp,
+        };
+        Self {
+            delivery_id: delivery.id,
+            event_id: delivery.request.event_id,
+            url: delivery.request.url.clone(),
+            method: delivery.request.method,
+            event_type: delivery.request.param("EventType").map(str::to_owned),
+            conversation_sid: delivery.request.param("ConversationSid").map(str::to_owned),
+            attempt: delivery.attempts.saturating_add(1),
+            outcome,
+            error,
+            next_retry: next_retry.filter(|_| outcome == AttemptOutcome::Retrying),
+            at,
+        }
+    }
+}
+
+/// How much of the delivery history is kept: attempts older than `max_age`, and all but the newest
+/// `max_rows`, are dropped as new ones are recorded. It is a view for operators; the outbox is the record of
+/// what is still to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptRetention {
+    /// The most attempts kept.
+    pub max_rows: u32,
+    /// The oldest attempt kept, counted back from the newest attempt's time.
+    pub max_age: std::time::Duration,
+}
+
+impl Default for AttemptRetention {
+    /// 10 000 attempts, a week.
+    fn default() -> Self {
+        Self { max_rows: 10_000, max_age: std::time::Duration::from_secs(7 * 24 * 3600) }
+    }
+}
+
+/// Which recorded attempts to list; `None` matches any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttemptFilter {
+    /// Only attempts that ended so.
+    pub outcome: Option<AttemptOutcome>,
+    /// Only attempts for events of this conversation.
+    pub conversation_sid: Option<ConversationSid>,
+}
+
+/// An entry of the webhook outbox as an operator sees it: what it sends, how often it was tried, when it is
+/// tried next and why it failed last.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    /// The entry (its id, request and attempts so far).
+    pub delivery: Delivery,
+    /// When it is tried next; for an entry being sent, when its sender's lease ends. Meaningless when dead.
+    pub next_attempt: OffsetDateTime,
+    /// Given up on: kept for inspection, never sent again.
+    pub dead: bool,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it was planned (unknown for entries planned before this was recorded).
+    pub date_created: Option<OffsetDateTime>,
+}
+
+/// Which outbox entries to list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxFilter {
+    /// `Some(false)`: only entries still to send; `Some(true)`: only dead ones; `None`: both.
+    pub dead: Option<bool>,
+}
+
 /// The form parameters of a post-event webhook for `event`, or `None` when it announces nothing.
 pub fn post_event_params(event: &Event, account_sid: &str) -> Option<(WebhookEventType, Vec<(String, String)>)> {
     let event_type = WebhookEventType::announcing(event.kind)?;

@@ -47,7 +47,7 @@ impl Source {
             return Err(ImportError::SourceMissing(path.to_path_buf()));
         }
         // SQLite's WAL lets a reader in beside a running writer, so a running server never shows as a lock.
-        if let Some((pid, program)) = holder(path) {
+        if let Some((pid, program)) = palaver_store_sqlite::holder::holder(path) {
             return Err(ImportError::SourceInUse { path: path.to_path_buf(), pid, program });
         }
         let fail = |e| failure(path, e);
@@ -140,36 +140,6 @@ impl Source {
         }
         Ok(out.blocking_send(Ok(Chunk::End)).is_ok())
     }
-}
-
-/// Another process that has `path` open, with its program name, found through `/proc/<pid>/fd` (processes of
-/// other users that cannot be inspected are not seen).
-#[cfg(target_os = "linux")]
-fn holder(path: &Path) -> Option<(u32, String)> {
-    use std::os::unix::fs::MetadataExt;
-    let file = std::fs::metadata(path).ok()?;
-    let me = std::process::id();
-    for process in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = process.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(fds) = std::fs::read_dir(process.path().join("fd")) else { continue };
-        if pid == me {
-            continue;
-        }
-        for fd in fds.flatten() {
-            let Ok(open) = std::fs::metadata(fd.path()) else { continue };
-            if open.dev() == file.dev() && open.ino() == file.ino() {
-                let program = std::fs::read_to_string(process.path().join("comm")).unwrap_or_default();
-                return Some((pid, program.trim().to_string()));
-            }
-        }
-    }
-    None
-}
-
-/// Elsewhere only SQLite's own locks are seen.
-#[cfg(not(target_os = "linux"))]
-fn holder(_: &Path) -> Option<(u32, String)> {
-    None
 }
 
 /// A SQLite failure on `path`, telling a locked file apart.

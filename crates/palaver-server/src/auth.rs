@@ -12,9 +12,12 @@ use palaver_api::sid::ApiKeySid;
 use crate::AppState;
 use crate::error::ApiError;
 
-/// Compares secrets without an early exit, so response time does not reveal how much of a guess was right.
+/// Compares secrets in constant time: both are hashed first, so neither how much of a guess was right nor the
+/// secret's length shows in the response time.
 pub(crate) fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Rejects requests without valid credentials.
@@ -66,4 +69,18 @@ pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)>
 /// The 401 answer.
 pub(crate) fn denied() -> ApiError {
     ApiError::new(ErrorCode::AuthenticationFailed, "Authentication Error - invalid username or password")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_match_only_when_equal() {
+        assert!(same_secret("s3cret-token", "s3cret-token"));
+        assert!(!same_secret("s3cret-token", "s3cret-tokem"));
+        assert!(!same_secret("s3cret-token", "s3cret"), "a prefix is not the secret");
+        assert!(!same_secret("", "s3cret-token"));
+        assert!(same_secret("", ""));
+    }
 }

@@ -87,7 +87,7 @@ impl From<Error> for ApiError {
             Error::Conflict(Conflict::UserIdentityTaken(_)) => ErrorCode::UserAlreadyExists,
             Error::Conflict(Conflict::InUse(_) | Conflict::AddressConfigured(_)) => ErrorCode::InvalidParameter,
             Error::ConversationClosed(_) => ErrorCode::ConversationClosed,
-            Error::Forbidden(_) => ErrorCode::Forbidden,
+            Error::Forbidden(_) | Error::ReadOnly => ErrorCode::Forbidden,
             Error::NotAParticipant(_) => ErrorCode::NotAParticipant,
             Error::LimitExceeded(Limit::Participants(_)) => ErrorCode::ParticipantLimitExceeded,
             Error::LimitExceeded(Limit::NonChatParticipants(_)) => ErrorCode::NonChatParticipantLimitExceeded,
@@ -145,6 +145,26 @@ pub(crate) async fn name_missing_resource(request: axum::extract::Request, next:
     ApiError::not_found(resource_path(&path)).into_response()
 }
 
+/// Middleware: a handler that panics answers 500 with Twilio's error body (and the panic is logged), instead of
+/// the connection being dropped without an answer. Nothing about the failure reaches the client.
+pub(crate) async fn answer_panics(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use futures_util::FutureExt;
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    match std::panic::AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(%method, path, panic = what, "a request handler panicked");
+            ApiError::new(ErrorCode::InternalError, "An internal error occurred; the request may not have been applied")
+                .into_response()
+        }
+    }
+}
+
 /// A request path as Twilio's messages name it: without the `/v1` version prefix.
 pub(crate) fn resource_path(path: &str) -> &str {
     path.strip_prefix("/v1").filter(|rest| rest.starts_with('/')).unwrap_or(path)
@@ -158,3 +178,29 @@ pub(crate) fn retry_after_seconds(wait: std::time::Duration) -> u64 {
 
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower_service::Service;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_twilio_500() {
+        async fn broken() -> &'static str {
+            panic!("a bug")
+        }
+        let mut app: Router =
+            Router::new().route("/broken", get(broken)).layer(axum::middleware::from_fn(answer_panics));
+        let request = axum::http::Request::get("/broken").body(Body::empty()).unwrap();
+        let response = app.call(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body: ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!((body.code, body.status), (20500, 500));
+        assert!(!body.message.contains("a bug"), "nothing of the failure reaches the client");
+    }
+}

@@ -1,12 +1,17 @@
 //! Form-encoded request bodies (`application/x-www-form-urlencoded`) with Twilio's conventions: PascalCase
 //! names, dotted nesting (`Timers.Inactive`) and repeated keys for lists (`Permission=a&Permission=b`).
+//!
+//! No request input may hold a NUL character: PostgreSQL text cannot store one, so it is refused at the edge,
+//! the same way for every store (a form or query field with one is a 400; a path with one names nothing, 404).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use time::OffsetDateTime;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, resource_path};
 
 /// The decoded fields of a form body, in order.
 #[derive(Debug, Default)]
@@ -47,11 +52,12 @@ impl FormFields {
     /// Decodes a form body.
     ///
     /// # Errors
-    /// When the body is not form-encoded text.
+    /// When the body is not form-encoded text, or a field holds a NUL character.
     pub(crate) fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
-        serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes)
-            .map(Self)
-            .map_err(|e| ApiError::invalid("request body", format!("not form-encoded: {e}")))
+        let fields = serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes)
+            .map_err(|e| ApiError::invalid("request body", format!("not form-encoded: {e}")))?;
+        refuse_nul_in_fields(&fields)?;
+        Ok(Self(fields))
     }
 
     /// The last value of `name`, if given.
@@ -89,6 +95,32 @@ impl FormFields {
                 _ => Err(ApiError::invalid(name, format!("'{raw}' is not true or false"))),
             })
             .transpose()
+    }
+}
+
+/// Middleware: answers a request whose path or query string holds a NUL character (`%00`) before any handler
+/// sees it.
+pub(crate) async fn refuse_nul_characters(request: Request, next: Next) -> Response {
+    let uri = request.uri();
+    // `%00` is the only way a NUL reaches a path: a raw one is not a valid URI.
+    if uri.path().contains("%00") {
+        return ApiError::not_found(resource_path(uri.path())).into_response();
+    }
+    if let Some(query) = uri.query().filter(|q| q.contains("%00")) {
+        // A query string that does not decode is left for the handler to report.
+        if let Ok(fields) = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+            && let Err(err) = refuse_nul_in_fields(&fields)
+        {
+            return err.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn refuse_nul_in_fields(fields: &[(String, String)]) -> Result<(), ApiError> {
+    match fields.iter().find(|(name, value)| name.contains('\0') || value.contains('\0')) {
+        Some((name, _)) => Err(ApiError::invalid(name, "must not contain a NUL character")),
+        None => Ok(()),
     }
 }
 

@@ -24,7 +24,6 @@ pub mod media;
 pub mod metrics;
 mod observe;
 mod paging;
-pub mod recent;
 mod resources;
 mod scope;
 pub mod token;
@@ -63,8 +62,6 @@ pub struct AppState {
     /// How long a stopping server keeps serving (with `/readyz` answering 503) before it closes realtime
     /// sessions and stops accepting requests, so a load balancer can take it out of rotation first.
     pub drain_delay: std::time::Duration,
-    /// This node's recent webhook attempts and receipt changes, for operators (`/palaver/v1/…Deliveries`).
-    pub recent: Arc<recent::RecentDeliveries>,
     /// Rates, caps and timeouts that keep one client from taking the server from the others (set them with
     /// [`AppState::with_limits`]).
     pub limits: Arc<limits::ServerLimits>,
@@ -198,7 +195,6 @@ pub async fn open(
         cluster: None,
         draining: Arc::default(),
         drain_delay: std::time::Duration::ZERO,
-        recent: Arc::default(),
         limits: Arc::default(),
         sessions: Arc::default(),
         metrics,
@@ -252,14 +248,9 @@ pub async fn run(
         webhook_config,
         sender,
         account_sid,
-        state.recent.clone(),
         state.metrics.clone(),
         until_stopped(),
     ));
-    let receipt_follower = tokio::spawn({
-        let (recent, palaver, stopped) = (state.recent.clone(), state.palaver.clone(), until_stopped());
-        async move { recent.follow_receipts(palaver.feed(), stopped).await }
-    });
     let channel_dispatcher = tokio::spawn(channels::run_channel_dispatcher(
         state.palaver.clone(),
         (*state.channels).clone(),
@@ -294,7 +285,6 @@ pub async fn run(
     let _ = feed.await;
     let _ = dispatcher.await;
     let _ = channel_dispatcher.await;
-    let _ = receipt_follower.await;
     let _ = event_counter.await;
     if let Some(relay) = relay {
         let _ = relay.await;

@@ -36,7 +36,7 @@ pub(crate) struct ListRequest {
     /// The page to read.
     pub(crate) page: PageQuery,
     query: ListQuery,
-    page_number: u32,
+    page_number: u64,
 }
 
 impl ListQuery {
@@ -62,9 +62,11 @@ impl ListQuery {
         };
         let page_number = match self.get("Page") {
             None => 0,
-            Some(raw) => {
-                raw.parse::<u32>().map_err(|_| ApiError::invalid("Page", format!("'{raw}' is not a page number")))?
+            Some(raw) if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) => {
+                // Only echoed back, so a number past u64 is as good as its largest value.
+                raw.parse::<u64>().unwrap_or(u64::MAX)
             }
+            Some(raw) => return Err(ApiError::invalid("Page", format!("'{raw}' is not a page number"))),
         };
         let cursor = match self.get("PageToken") {
             None | Some("") => None,
@@ -80,7 +82,7 @@ impl ListQuery {
 }
 
 impl ListRequest {
-    fn url(&self, page_number: u32, cursor: Option<Cursor>) -> String {
+    fn url(&self, page_number: u64, cursor: Option<Cursor>) -> String {
         let mut params: Vec<(String, String)> = self
             .query
             .params
@@ -105,7 +107,7 @@ impl ListRequest {
             first_page_url: self.url(0, None),
             previous_page_url: page.previous.map(|c| self.url(self.page_number.saturating_sub(1), Some(c))),
             url: self.url(self.page_number, self.page.cursor),
-            next_page_url: page.next.map(|c| self.url(self.page_number + 1, Some(c))),
+            next_page_url: page.next.map(|c| self.url(self.page_number.saturating_add(1), Some(c))),
             key: key.to_string(),
         };
         ListPage { items: page.items.into_iter().map(convert).collect(), meta }

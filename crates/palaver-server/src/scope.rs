@@ -25,14 +25,21 @@ pub(crate) struct Scope {
     pub(crate) palaver: palaver_core::Palaver,
 }
 
-/// Whether a request asks for webhooks (`X-Twilio-Webhook-Enabled: true`).
-pub(crate) fn webhooks_enabled(parts: &Parts) -> bool {
-    parts
-        .headers
-        .get("x-twilio-webhook-enabled")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+/// Whether a request asks for webhooks (`X-Twilio-Webhook-Enabled: true`); absent means no.
+///
+/// # Errors
+/// When the header is neither `true` nor `false`.
+pub(crate) fn webhooks_enabled(parts: &Parts) -> Result<bool, ApiError> {
+    let Some(header) = parts.headers.get(WEBHOOK_ENABLED) else { return Ok(false) };
+    let value = String::from_utf8_lossy(header.as_bytes());
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ApiError::invalid(WEBHOOK_ENABLED, format!("'{value}' is not true or false"))),
+    }
 }
+
+const WEBHOOK_ENABLED: &str = "X-Twilio-Webhook-Enabled";
 
 impl Scope {
     /// A path parameter the route declares.
@@ -69,7 +76,7 @@ impl FromRequestParts<AppState> for Scope {
             }
             None => (state.palaver.default_service().await?, format!("{origin}/v1")),
         };
-        let palaver = state.palaver.acting_as(palaver_core::event::Origin::api(webhooks_enabled(parts)));
+        let palaver = state.palaver.acting_as(palaver_core::event::Origin::api(webhooks_enabled(parts)?));
         Ok(Self { service, base, params, palaver })
     }
 }

@@ -2,7 +2,7 @@
 //! format and the signature).
 
 use palaver_api::sid::{AccountSid, ApiKeySid, ServiceSid};
-use palaver_api::token::{AccessTokenClaims, ChatGrant, Grants};
+use palaver_api::token::{AccessTokenClaims, ChatGrant, Grants, PalaverGrant};
 use time::OffsetDateTime;
 
 use crate::AppState;
@@ -22,6 +22,9 @@ pub enum TokenError {
     /// Before `nbf`.
     #[error("the access token is not valid yet")]
     NotYetValid,
+    /// An observer's token where only a user's is accepted.
+    #[error("the access token is an observer's, which opens read-only realtime sessions (/v1/realtime) only")]
+    ObserverOnly,
     /// The store failed while checking.
     #[error("{0}")]
     Storage(#[from] palaver_core::Error),
@@ -36,6 +39,8 @@ pub struct VerifiedToken {
     pub service_sid: Option<ServiceSid>,
     /// When it expires.
     pub expires_at: OffsetDateTime,
+    /// It carries Palaver's observer grant (see `palaver_api::token::PalaverGrant`).
+    pub observer: bool,
 }
 
 /// What to put in a new token.
@@ -57,6 +62,16 @@ pub struct MintRequest<'a> {
 
 /// Mints a token in Twilio's format.
 pub fn mint(request: &MintRequest<'_>) -> String {
+    mint_with(request, None)
+}
+
+/// Mints an observer's token: Twilio's format plus Palaver's observer grant, for read-only realtime sessions
+/// that follow any conversation of the service.
+pub fn mint_observer(request: &MintRequest<'_>) -> String {
+    mint_with(request, Some(PalaverGrant { observer: true }))
+}
+
+fn mint_with(request: &MintRequest<'_>, palaver: Option<PalaverGrant>) -> String {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let claims = AccessTokenClaims {
         jti: Some(format!("{}-{now}", request.key_sid)),
@@ -68,6 +83,7 @@ pub fn mint(request: &MintRequest<'_>) -> String {
         grants: Grants {
             identity: Some(request.identity.to_string()),
             chat: Some(ChatGrant { service_sid: request.service_sid.map(|s| s.to_string()), ..ChatGrant::default() }),
+            palaver,
         },
     };
     palaver_api::token::encode(&claims, request.key_secret)
@@ -76,11 +92,27 @@ pub fn mint(request: &MintRequest<'_>) -> String {
 /// Seconds of clock difference tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: i64 = 5;
 
-/// Checks a token's format, signature, account and validity period.
+/// Checks a user's token: its format, signature, account and validity period. An observer's token is
+/// refused ([`TokenError::ObserverOnly`]): only the realtime API, which knows how to keep it read-only,
+/// accepts one ([`verify_allowing_observers`]).
 ///
 /// # Errors
 /// [`TokenError`] for every reason a token can be refused.
 pub async fn verify(state: &AppState, token: &str) -> Result<VerifiedToken, TokenError> {
+    let verified = verify_allowing_observers(state, token).await?;
+    if verified.observer {
+        return Err(TokenError::ObserverOnly);
+    }
+    Ok(verified)
+}
+
+/// Checks a token as [`verify`] does, accepting observers' tokens too ([`VerifiedToken::observer`]). The grants
+/// are read only once the signature matched, so a grant added to a token by anyone without the key's secret
+/// makes it a bad token like any other change.
+///
+/// # Errors
+/// [`TokenError`] for every reason a token can be refused.
+pub async fn verify_allowing_observers(state: &AppState, token: &str) -> Result<VerifiedToken, TokenError> {
     let signed = palaver_api::token::decode(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
     let key_sid = ApiKeySid::parse(&signed.claims.iss).map_err(|_| TokenError::Invalid)?;
     let key = match state.palaver.api_key(&key_sid).await {
@@ -113,7 +145,8 @@ pub async fn verify(state: &AppState, token: &str) -> Result<VerifiedToken, Toke
     };
     let expires_at = OffsetDateTime::from_unix_timestamp(claims.exp)
         .map_err(|_| TokenError::Malformed("exp is out of range".into()))?;
-    Ok(VerifiedToken { identity, service_sid, expires_at })
+    let observer = claims.grants.palaver.is_some_and(|grant| grant.observer);
+    Ok(VerifiedToken { identity, service_sid, expires_at, observer })
 }
 
 #[cfg(test)]

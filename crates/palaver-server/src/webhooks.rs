@@ -234,7 +234,6 @@ pub async fn run_dispatcher(
     config: Arc<WebhookConfigCache>,
     sender: WebhookSender,
     account_sid: String,
-    recent: Arc<crate::recent::RecentDeliveries>,
     metrics: Arc<crate::metrics::Metrics>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -302,7 +301,7 @@ pub async fn run_dispatcher(
         }
         let mut wait = Duration::from_secs(1);
         if outbox_pending {
-            deliver_due(&store, &sender, &recent, &metrics).await;
+            deliver_due(&store, &sender, &metrics).await;
             match store.next_webhook_due().await {
                 Ok(Some(due)) => {
                     let now = OffsetDateTime::now_utc();
@@ -366,12 +365,7 @@ async fn plan(
     Ok((!planned.is_empty()).then_some(planned))
 }
 
-async fn deliver_due(
-    store: &Arc<dyn Store>,
-    sender: &WebhookSender,
-    recent: &crate::recent::RecentDeliveries,
-    metrics: &crate::metrics::Metrics,
-) {
+async fn deliver_due(store: &Arc<dyn Store>, sender: &WebhookSender, metrics: &crate::metrics::Metrics) {
     let due = match store.due_webhooks(OffsetDateTime::now_utc(), WEBHOOK_LEASE, DELIVERY_BATCH).await {
         Ok(due) => due,
         Err(err) => {
@@ -388,16 +382,13 @@ async fn deliver_due(
             .is_err()
             .then(|| (attempts < MAX_ATTEMPTS).then(|| OffsetDateTime::now_utc() + backoff(attempts)))
             .flatten();
-        recent.webhook_attempted(crate::recent::WebhookAttempt::of(&delivery, attempts, &outcome, retry_at));
+        if let Err(err) = &outcome {
+            tracing::info!(url = %delivery.request.url, attempts, %err, "webhook delivery failed");
+        }
         metrics.webhook_attempted(outcome.is_ok());
-        let recorded = match outcome {
-            Ok(_) => store.webhook_delivered(delivery.id).await,
-            Err(err) => {
-                tracing::info!(url = %delivery.request.url, attempts, %err, "webhook delivery failed");
-                store.webhook_failed(delivery.id, retry_at, err.to_string()).await
-            }
-        };
-        if let Err(err) = recorded {
+        let error = outcome.err().map(|err| err.to_string());
+        let attempt = WebhookAttempt::of(&delivery, error, retry_at, OffsetDateTime::now_utc());
+        if let Err(err) = store.record_webhook_attempt(attempt, AttemptRetention::default()).await {
             tracing::warn!(%err, "could not record a webhook delivery");
         }
     });

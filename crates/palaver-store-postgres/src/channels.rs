@@ -237,6 +237,61 @@ pub(crate) async fn list_receipts(
     .map(without_ids)
 }
 
+/// Receipts across conversations with their sending state and message (`r` is the receipt, `m` the message).
+pub(crate) async fn list_deliveries(tx: &Tx, filter: &ReceiptFilter, page: PageQuery) -> Result<Page<ChannelDelivery>> {
+    let columns = RECEIPT_COLUMNS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ");
+    let mut sql = format!(
+        "SELECT {columns}, r.channel, r.address, r.attempts, r.last_error, r.next_attempt, m.idx, m.author, \
+         m.delivery FROM delivery_receipts r LEFT JOIN messages m ON m.sid = r.message_sid WHERE TRUE"
+    );
+    let mut args: Vec<Param> = Vec::new();
+    if let Some(status) = filter.status {
+        args.push(Box::new(status.as_str().to_string()));
+        sql.push_str(&format!(" AND r.status = ${}", args.len()));
+    }
+    if filter.failed {
+        // Spelled as the partial index `receipts_failed` is, so that it serves the scan.
+        sql.push_str(" AND r.status IN ('failed', 'undelivered')");
+    }
+    if let Some(conversation) = &filter.conversation_sid {
+        args.push(Box::new(conversation.to_string()));
+        sql.push_str(&format!(" AND r.conversation_sid = ${}", args.len()));
+    }
+    if let Some(service) = &filter.service_sid {
+        args.push(Box::new(service.to_string()));
+        sql.push_str(&format!(" AND r.service_sid = ${}", args.len()));
+    }
+    keyset_page(
+        tx,
+        &sql,
+        "r.id",
+        args,
+        page,
+        |r| {
+            let (id, receipt) = receipt(r)?;
+            let channel: String = get(r, 11)?;
+            let delivery: Option<String> = get(r, 18)?;
+            Ok((
+                id,
+                ChannelDelivery {
+                    receipt,
+                    channel: BindingKind::parse(&channel).unwrap_or(BindingKind::Sms),
+                    address: get(r, 12)?,
+                    attempts: u32::try_from(get::<i64>(r, 13)?).unwrap_or(u32::MAX),
+                    last_error: get(r, 14)?,
+                    next_attempt: crate::rows::opt_time_col(r, 15)?,
+                    message_index: get(r, 16)?,
+                    message_author: get(r, 17)?,
+                    message_delivery: delivery.as_deref().map(DeliveryCounts::from_json),
+                },
+            ))
+        },
+        |(id, _)| *id,
+    )
+    .await
+    .map(without_ids)
+}
+
 pub(crate) async fn get_receipt(
     tx: &Tx,
     conv_id: i64,

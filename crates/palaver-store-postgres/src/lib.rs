@@ -90,6 +90,7 @@
 //! [`Store::changes`]: palaver_core::store::Store::changes
 
 mod channels;
+mod deliveries;
 mod media;
 mod queries;
 mod rows;
@@ -98,6 +99,7 @@ mod store;
 mod webhooks;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use palaver_core::error::{Conflict, Error, Result};
@@ -223,9 +225,10 @@ impl PostgresStore {
     /// Begins a write acting for `origin` in `service` (recorded on the events it appends).
     pub(crate) async fn write(&self, origin: &Origin, service: &str) -> Result<Tx> {
         let conn = self.connection().await?;
-        conn.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED").await.map_err(pg)?;
         Ok(Tx {
             conn: Some(conn),
+            begin: AtomicBool::new(true),
+            begin_sql: "BEGIN ISOLATION LEVEL READ COMMITTED",
             origin: origin.clone(),
             service: service.to_string(),
             pending: Vec::new(),
@@ -237,9 +240,10 @@ impl PostgresStore {
     /// Begins a read: one snapshot for all its statements.
     pub(crate) async fn read(&self) -> Result<Tx> {
         let conn = self.connection().await?;
-        conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(pg)?;
         Ok(Tx {
             conn: Some(conn),
+            begin: AtomicBool::new(true),
+            begin_sql: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
             origin: Origin::system(),
             service: String::new(),
             pending: Vec::new(),
@@ -279,6 +283,24 @@ async fn create_schema(config: &tokio_postgres::Config, schema: &str) -> Result<
     created
 }
 
+/// Awaits `first` and `second` together, having sent `first`'s request before `second`'s: each is polled once,
+/// in that order, before either is awaited (tokio-postgres sends a request when its future is first polled).
+async fn in_order<A: std::future::Future, B: std::future::Future>(first: A, second: B) -> (A::Output, B::Output) {
+    let mut first = std::pin::pin!(futures_util::future::maybe_done(first));
+    let mut second = std::pin::pin!(futures_util::future::maybe_done(second));
+    std::future::poll_fn(|cx| {
+        let _ = first.as_mut().poll(cx);
+        let _ = second.as_mut().poll(cx);
+        std::task::Poll::Ready(())
+    })
+    .await;
+    futures_util::future::join(first.as_mut(), second.as_mut()).await;
+    match (first.as_mut().take_output(), second.as_mut().take_output()) {
+        (Some(a), Some(b)) => (a, b),
+        _ => unreachable!("both are done once joined"),
+    }
+}
+
 /// A driver error as a storage failure.
 pub(crate) fn pg(err: tokio_postgres::Error) -> Error {
     match err.as_db_error() {
@@ -303,8 +325,17 @@ struct Pending {
 
 /// One open transaction on a pooled connection. [`Tx::finish`] ends it; dropped unfinished (a cancelled
 /// request), its connection is closed instead of going back to the pool, which rolls the transaction back.
+///
+/// Round trips are the cost here, so requests that need no answer before the next are pipelined (tokio-postgres
+/// sends requests issued together in one go and reads their answers in order): `BEGIN` goes out with the
+/// transaction's first statement, a write's event inserts and `COMMIT` go out together, and a read's `COMMIT`
+/// is sent without waiting for its answer.
 pub(crate) struct Tx {
     conn: Option<Object>,
+    /// `BEGIN` is still to be sent (with the next statement).
+    begin: AtomicBool,
+    /// The `BEGIN` that starts this transaction.
+    begin_sql: &'static str,
     /// Who the write acts for, recorded on its events.
     pub(crate) origin: Origin,
     /// The service recorded on its events.
@@ -333,24 +364,47 @@ impl Tx {
         self.conn().prepare_cached(sql).await.map_err(pg)
     }
 
+    /// Runs `request` in the transaction: together with its `BEGIN` when that is not sent yet (one round trip
+    /// for both: the requests are sent in order, the `BEGIN` first).
+    async fn run<T>(
+        &self,
+        request: impl std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+    ) -> Result<T> {
+        self.run_raw(request).await?.map_err(pg)
+    }
+
+    /// [`Tx::run`], handing back the request's own error (the outer one is the `BEGIN`'s).
+    async fn run_raw<T>(
+        &self,
+        request: impl std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+    ) -> Result<std::result::Result<T, tokio_postgres::Error>> {
+        if self.begin.swap(false, Ordering::AcqRel) {
+            let (begun, answer) = in_order(self.conn().batch_execute(self.begin_sql), request).await;
+            begun.map_err(pg)?;
+            Ok(answer)
+        } else {
+            Ok(request.await)
+        }
+    }
+
     pub(crate) async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let statement = self.statement(sql).await?;
-        self.conn().query(&statement, params).await.map_err(pg)
+        self.run(self.conn().query(&statement, params)).await
     }
 
     pub(crate) async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
         let statement = self.statement(sql).await?;
-        self.conn().query_opt(&statement, params).await.map_err(pg)
+        self.run(self.conn().query_opt(&statement, params)).await
     }
 
     pub(crate) async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
         let statement = self.statement(sql).await?;
-        self.conn().query_one(&statement, params).await.map_err(pg)
+        self.run(self.conn().query_one(&statement, params)).await
     }
 
     pub(crate) async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let statement = self.statement(sql).await?;
-        self.conn().execute(&statement, params).await.map_err(pg)
+        self.run(self.conn().execute(&statement, params)).await
     }
 
     /// [`Tx::execute`], reporting a violation of the unique constraint `constraint` as `conflict`.
@@ -362,7 +416,7 @@ impl Tx {
         conflict: impl FnOnce() -> Conflict,
     ) -> Result<u64> {
         let statement = self.statement(sql).await?;
-        self.conn().execute(&statement, params).await.map_err(|err| {
+        self.run_raw(self.conn().execute(&statement, params)).await?.map_err(|err| {
             let violated = err.as_db_error().is_some_and(|db| {
                 *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION && db.constraint() == Some(constraint)
             });
@@ -402,17 +456,31 @@ impl Tx {
     /// Commits when `result` is `Ok` (inserting the buffered events in log order first), rolls back
     /// otherwise; returns `result`, or the commit's failure.
     pub(crate) async fn finish<T>(mut self, result: Result<T>) -> Result<T> {
+        let begun = !self.begin.load(Ordering::Acquire);
         let value = match result {
             Ok(value) => value,
             Err(err) => {
-                let rolled_back = self.conn().batch_execute("ROLLBACK").await;
-                if rolled_back.is_ok() {
+                let clean = !begun || self.conn().batch_execute("ROLLBACK").await.is_ok();
+                if clean {
                     // Back to the pool in a clean state.
                     drop(self.conn.take());
                 }
                 return Err(err);
             }
         };
+        if !begun {
+            // Nothing was sent: nothing to end.
+            drop(self.conn.take());
+            return Ok(value);
+        }
+        if self.changes.is_none() {
+            // A read: its `COMMIT` is sent now and answered to whoever uses the connection next (tokio-postgres
+            // answers requests in order), so the read does not wait a round trip for it. A read-only commit
+            // cannot fail in a way that matters: a broken connection is dropped by the pool.
+            let _ = futures_util::FutureExt::now_or_never(self.conn().batch_execute("COMMIT"));
+            drop(self.conn.take());
+            return Ok(value);
+        }
         let committed = self.commit().await;
         match committed {
             Ok(ids) => {
@@ -428,42 +496,56 @@ impl Tx {
         }
     }
 
-    /// Commits, inserting the buffered events first; returns their log ids, in order.
+    /// Commits, inserting the buffered events first; returns their log ids, in order. The log lock, the inserts
+    /// and the `COMMIT` go out together: one round trip. Should the lock or an insert fail, the transaction is
+    /// aborted and PostgreSQL answers the `COMMIT` by rolling back, so their own answers decide the outcome.
     async fn commit(&mut self) -> Result<Vec<i64>> {
-        let mut ids = Vec::with_capacity(self.pending.len());
-        if !self.pending.is_empty() {
-            self.execute(LOG_LOCK, &[&LOCK_NAMESPACE]).await?;
-            let insert = self
-                .statement(
-                    "INSERT INTO events(stream, seq, kind, subject, data, at, service_sid, source, client_identity, \
-                     webhooks) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-                )
-                .await?;
-            let source = self.origin.source.as_str();
-            for e in &self.pending {
-                let row = self
-                    .conn()
-                    .query_one(
-                        &insert,
-                        &[
-                            &e.stream,
-                            &e.seq,
-                            &e.kind.as_str(),
-                            &e.subject,
-                            &e.data,
-                            &e.at,
-                            &e.service,
-                            &source,
-                            &self.origin.client_identity,
-                            &self.origin.webhooks,
-                        ],
-                    )
-                    .await
-                    .map_err(pg)?;
-                ids.push(row.try_get(0).map_err(pg)?);
-            }
+        let commit_failed = |e: tokio_postgres::Error| Error::Storage(format!("commit failed: {e}"));
+        if self.pending.is_empty() {
+            self.conn().batch_execute("COMMIT").await.map_err(commit_failed)?;
+            return Ok(Vec::new());
         }
-        self.conn().batch_execute("COMMIT").await.map_err(|e| Error::Storage(format!("commit failed: {e}")))?;
+        let lock = self.statement(LOG_LOCK).await?;
+        let insert = self
+            .statement(
+                "INSERT INTO events(stream, seq, kind, subject, data, at, service_sid, source, client_identity, \
+                 webhooks) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            )
+            .await?;
+        let conn = self.conn();
+        let source = self.origin.source.as_str();
+        let kinds: Vec<&str> = self.pending.iter().map(|e| e.kind.as_str()).collect();
+        let params: Vec<[&(dyn ToSql + Sync); 10]> = self
+            .pending
+            .iter()
+            .zip(&kinds)
+            .map(|(e, kind)| -> [&(dyn ToSql + Sync); 10] {
+                [
+                    &e.stream,
+                    &e.seq,
+                    kind,
+                    &e.subject,
+                    &e.data,
+                    &e.at,
+                    &e.service,
+                    &source,
+                    &self.origin.client_identity,
+                    &self.origin.webhooks,
+                ]
+            })
+            .collect();
+        let inserts = params.iter().map(|params| conn.query_one(&insert, params));
+        let ((locked, rows), committed) = in_order(
+            in_order(conn.execute(&lock, &[&LOCK_NAMESPACE]), futures_util::future::join_all(inserts)),
+            conn.batch_execute("COMMIT"),
+        )
+        .await;
+        locked.map_err(pg)?;
+        let ids = rows
+            .into_iter()
+            .map(|row| row.and_then(|row| row.try_get::<_, i64>(0)).map_err(pg))
+            .collect::<Result<Vec<i64>>>()?;
+        committed.map_err(commit_failed)?;
         Ok(ids)
     }
 

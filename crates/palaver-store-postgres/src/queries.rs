@@ -561,8 +561,8 @@ pub(crate) async fn create_receipts(
 ) -> Result<Option<DeliveryCounts>> {
     let recipients = tx
         .query(
-            "SELECT sid, binding_type FROM participants WHERE conversation_id = $1 AND binding_type IS NOT NULL \
-             AND sid IS DISTINCT FROM $2::text ORDER BY id",
+            "SELECT sid, binding_type, binding_address FROM participants WHERE conversation_id = $1 \
+             AND binding_type IS NOT NULL AND sid IS DISTINCT FROM $2::text ORDER BY id",
             &[&conv_id, &author_participant],
         )
         .await?;
@@ -570,11 +570,11 @@ pub(crate) async fn create_receipts(
         return Ok(None);
     }
     for r in &recipients {
-        let (participant, channel): (String, String) = (get(r, 0)?, get(r, 1)?);
+        let (participant, channel, address): (String, String, Option<String>) = (get(r, 0)?, get(r, 1)?, get(r, 2)?);
         tx.execute(
             "INSERT INTO delivery_receipts(sid, conversation_id, conversation_sid, service_sid, message_sid, \
-             participant_sid, channel, status, next_attempt, date_created, date_updated) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $8, $8)",
+             participant_sid, channel, address, status, next_attempt, date_created, date_updated) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, 'queued', $8, $8, $8)",
             &[
                 &DeliveryReceiptSid::generate().as_str(),
                 &conv_id,
@@ -584,6 +584,7 @@ pub(crate) async fn create_receipts(
                 &participant,
                 &channel,
                 &ms(now),
+                &address,
             ],
         )
         .await?;

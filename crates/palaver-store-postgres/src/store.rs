@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use crate::queries::*;
 use crate::rows::*;
 use crate::{Param, PostgresStore};
-use crate::{channels, media, webhooks};
+use crate::{channels, deliveries, media, webhooks};
 
 /// The [`Store`] methods this backend does not implement yet: none any more (kept for callers that check).
 pub const UNSUPPORTED: &[&str] = &[];
@@ -1701,7 +1701,8 @@ impl Store for PostgresStore {
             }
             for delivery in &deliveries {
                 tx.execute(
-                    "INSERT INTO webhook_outbox(event_id, url, method, params, next_attempt) VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO webhook_outbox(event_id, url, method, params, next_attempt, date_created) \
+                     VALUES ($1, $2, $3, $4, $5, $5)",
                     &[
                         &delivery.event_id,
                         &delivery.url,
@@ -1758,22 +1759,21 @@ impl Store for PostgresStore {
         tx.finish(r).await
     }
 
-    async fn webhook_delivered(&self, id: i64) -> Result<()> {
+    async fn record_webhook_attempt(&self, attempt: WebhookAttempt, retention: AttemptRetention) -> Result<()> {
         let tx = self.write(&Origin::system(), "").await?;
-        let r = tx.execute("DELETE FROM webhook_outbox WHERE id = $1", &[&id]).await.map(drop);
+        let r = deliveries::record_attempt(&tx, &attempt, retention).await;
         tx.finish(r).await
     }
 
-    async fn webhook_failed(&self, id: i64, retry_at: Option<OffsetDateTime>, error: String) -> Result<()> {
-        let tx = self.write(&Origin::system(), "").await?;
-        let r = tx
-            .execute(
-                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt = COALESCE($2, next_attempt), \
-                 dead = $3, last_error = $4 WHERE id = $1",
-                &[&id, &opt_ms(retry_at), &retry_at.is_none(), &error],
-            )
-            .await
-            .map(drop);
+    async fn list_webhook_attempts(&self, filter: AttemptFilter, page: PageQuery) -> Result<Page<WebhookAttempt>> {
+        let tx = self.read().await?;
+        let r = deliveries::list_attempts(&tx, &filter, page).await;
+        tx.finish(r).await
+    }
+
+    async fn list_webhook_outbox(&self, filter: OutboxFilter, page: PageQuery) -> Result<Page<OutboxEntry>> {
+        let tx = self.read().await?;
+        let r = deliveries::list_outbox(&tx, filter, page).await;
         tx.finish(r).await
     }
 
@@ -1838,6 +1838,12 @@ impl Store for PostgresStore {
             channels::update_delivery(&mut tx, receipt, update).await
         }
         .await;
+        tx.finish(r).await
+    }
+
+    async fn list_channel_deliveries(&self, filter: ReceiptFilter, page: PageQuery) -> Result<Page<ChannelDelivery>> {
+        let tx = self.read().await?;
+        let r = channels::list_deliveries(&tx, &filter, page).await;
         tx.finish(r).await
     }
 

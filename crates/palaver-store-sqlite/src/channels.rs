@@ -47,21 +47,23 @@ pub(crate) fn create_receipts(
     author_participant: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<Option<DeliveryCounts>> {
-    let recipients: Vec<(String, String)> = tx
+    let recipients: Vec<(String, String, Option<String>)> = tx
         .prepare_cached(
-            "SELECT sid, binding_type FROM participants WHERE conversation_id = ?1 AND binding_type IS NOT NULL \
-             AND sid IS NOT ?2 ORDER BY id",
+            "SELECT sid, binding_type, binding_address FROM participants WHERE conversation_id = ?1 \
+             AND binding_type IS NOT NULL AND sid IS NOT ?2 ORDER BY id",
         )
-        .and_then(|mut s| s.query_map(params![conv_id, author_participant], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .and_then(|mut s| {
+            s.query_map(params![conv_id, author_participant], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect()
+        })
         .map_err(storage)?;
     if recipients.is_empty() {
         return Ok(None);
     }
-    for (participant, channel) in &recipients {
+    for (participant, channel, address) in &recipients {
         tx.execute_cached(
             "INSERT INTO delivery_receipts(sid, conversation_id, conversation_sid, service_sid, message_sid, \
-             participant_sid, channel, status, next_attempt, date_created, date_updated) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8, ?8)",
+             participant_sid, channel, address, status, next_attempt, date_created, date_updated) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?9, ?9)",
             params![
                 DeliveryReceiptSid::generate().as_str(),
                 conv_id,
@@ -70,6 +72,7 @@ pub(crate) fn create_receipts(
                 message.as_str(),
                 participant,
                 channel,
+                address,
                 ms(now),
             ],
         )
@@ -257,6 +260,64 @@ pub(crate) fn list_receipts(
         |(id, _)| *id,
     )?;
     Ok(Page { items: page.items.into_iter().map(|(_, r)| r).collect(), next: page.next, previous: page.previous })
+}
+
+/// Receipts across conversations with their sending state and message (`r` is the receipt, `m` the message).
+pub(crate) fn list_deliveries(
+    tx: &Connection,
+    filter: &ReceiptFilter,
+    page: PageQuery,
+) -> Result<Page<ChannelDelivery>> {
+    let columns = RECEIPT_COLUMNS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ");
+    let mut sql = format!(
+        "SELECT {columns}, r.channel, r.address, r.attempts, r.last_error, r.next_attempt, m.idx, m.author, \
+         m.delivery FROM delivery_receipts r LEFT JOIN messages m ON m.sid = r.message_sid WHERE 1 = 1"
+    );
+    let mut args = Vec::new();
+    if let Some(status) = filter.status {
+        sql.push_str(" AND r.status = ?");
+        args.push(SqlValue::Text(status.as_str().to_string()));
+    }
+    if filter.failed {
+        // Spelled as the partial index `receipts_failed` is, so that it serves the scan.
+        sql.push_str(" AND r.status IN ('failed', 'undelivered')");
+    }
+    if let Some(conversation) = &filter.conversation_sid {
+        sql.push_str(" AND r.conversation_sid = ?");
+        args.push(SqlValue::Text(conversation.to_string()));
+    }
+    if let Some(service) = &filter.service_sid {
+        sql.push_str(" AND r.service_sid = ?");
+        args.push(SqlValue::Text(service.to_string()));
+    }
+    let page = keyset_page(
+        tx,
+        &sql,
+        "r.id",
+        args,
+        page,
+        |r| {
+            let (id, receipt) = receipt(r)?;
+            let channel: String = r.get(11)?;
+            let delivery: Option<String> = r.get(18)?;
+            Ok((
+                id,
+                ChannelDelivery {
+                    receipt,
+                    channel: BindingKind::parse(&channel).unwrap_or(BindingKind::Sms),
+                    address: r.get(12)?,
+                    attempts: r.get(13)?,
+                    last_error: r.get(14)?,
+                    next_attempt: crate::rows::opt_time_col(r, 15)?,
+                    message_index: r.get(16)?,
+                    message_author: r.get(17)?,
+                    message_delivery: delivery.as_deref().map(DeliveryCounts::from_json),
+                },
+            ))
+        },
+        |(id, _)| *id,
+    )?;
+    Ok(Page { items: page.items.into_iter().map(|(_, d)| d).collect(), next: page.next, previous: page.previous })
 }
 
 pub(crate) fn get_receipt(

@@ -15,6 +15,8 @@
 //! write.
 
 mod channels;
+mod deliveries;
+pub mod holder;
 mod media;
 mod rows;
 mod schema;
@@ -2669,7 +2671,8 @@ impl Store for SqliteStore {
             }
             for delivery in &deliveries {
                 tx.execute_cached(
-                    "INSERT INTO webhook_outbox(event_id, url, method, params, next_attempt) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO webhook_outbox(event_id, url, method, params, next_attempt, date_created) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
                     params![
                         delivery.event_id,
                         delivery.url,
@@ -2758,25 +2761,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn webhook_delivered(&self, id: i64) -> Result<()> {
-        self.write(move |tx| {
-            tx.execute_cached("DELETE FROM webhook_outbox WHERE id = ?1", params![id]).map_err(storage)?;
-            Ok(())
-        })
-        .await
+    async fn record_webhook_attempt(&self, attempt: WebhookAttempt, retention: AttemptRetention) -> Result<()> {
+        self.write(move |tx| deliveries::record_attempt(tx, &attempt, retention)).await
     }
 
-    async fn webhook_failed(&self, id: i64, retry_at: Option<OffsetDateTime>, error: String) -> Result<()> {
-        self.write(move |tx| {
-            tx.execute_cached(
-                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt = COALESCE(?2, next_attempt), \
-                 dead = ?3, last_error = ?4 WHERE id = ?1",
-                params![id, retry_at.map(ms), retry_at.is_none(), error],
-            )
-            .map_err(storage)?;
-            Ok(())
-        })
-        .await
+    async fn list_webhook_attempts(&self, filter: AttemptFilter, page: PageQuery) -> Result<Page<WebhookAttempt>> {
+        self.read(move |tx| deliveries::list_attempts(tx, &filter, page)).await
+    }
+
+    async fn list_webhook_outbox(&self, filter: OutboxFilter, page: PageQuery) -> Result<Page<OutboxEntry>> {
+        self.read(move |tx| deliveries::list_outbox(tx, filter, page)).await
     }
 
     async fn due_channel_jobs(
@@ -2853,6 +2847,10 @@ impl Store for SqliteStore {
             channels::update_delivery(tx, &receipt, update)
         })
         .await
+    }
+
+    async fn list_channel_deliveries(&self, filter: ReceiptFilter, page: PageQuery) -> Result<Page<ChannelDelivery>> {
+        self.read(move |tx| channels::list_deliveries(tx, &filter, page)).await
     }
 
     async fn list_receipts(

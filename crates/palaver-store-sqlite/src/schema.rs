@@ -284,4 +284,36 @@ CREATE INDEX media_by_message ON media(message_sid) WHERE message_sid IS NOT NUL
 -- Descriptors of a message's media (JSON array), kept with the message so pages need no extra reads.
 ALTER TABLE messages ADD COLUMN media TEXT;
 "#,
+    r#"
+-- The webhook delivery history: one row per attempt, written with the outbox entry's new state; pruned by age
+-- and count as attempts are added. AUTOINCREMENT: ids are never reused, so pages keyed by them stay stable.
+CREATE TABLE webhook_attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id INTEGER NOT NULL,
+    event_id INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    method TEXT NOT NULL,
+    event_type TEXT,
+    conversation_sid TEXT,
+    attempt INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    error TEXT,
+    next_retry INTEGER,
+    at INTEGER NOT NULL
+);
+CREATE INDEX webhook_attempts_by_time ON webhook_attempts(at);
+CREATE INDEX webhook_attempts_by_conversation ON webhook_attempts(conversation_sid, id);
+
+-- When each outbox entry was planned (unknown for older entries).
+ALTER TABLE webhook_outbox ADD COLUMN date_created INTEGER;
+
+-- The recipient's address, kept with the receipt: the participant may leave, the receipt stays.
+ALTER TABLE delivery_receipts ADD COLUMN address TEXT;
+UPDATE delivery_receipts SET address =
+    (SELECT binding_address FROM participants p WHERE p.sid = delivery_receipts.participant_sid);
+-- Operators list receipts across conversations, newest first, often only the failed ones.
+CREATE INDEX receipts_by_status ON delivery_receipts(status, id);
+CREATE INDEX receipts_failed ON delivery_receipts(id) WHERE status IN ('failed', 'undelivered');
+CREATE INDEX receipts_by_conversation ON delivery_receipts(conversation_sid, id);
+"#,
 ];

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use palaver_api::sid::AddressConfigurationSid;
 use palaver_core::channel::{
     AddressConfiguration, AddressConfigurationPatch, AutoCreation, DeliveryCounts, DeliveryStatus, DeliveryUpdate,
-    ReceiptRef,
+    ReceiptFilter, ReceiptRef,
 };
 use palaver_core::error::{Conflict, Error};
 use palaver_core::event::{EventKind, Origin};
@@ -447,4 +447,74 @@ pub async fn address_configurations_are_unique_per_address(factory: &dyn StoreFa
     assert_fails(store.delete_address_configuration(&sms.sid).await, |e| matches!(e, Error::NotFound { .. }));
     assert_eq!(store.find_address_configuration("+15559990000").await.unwrap(), None);
     store.create_address_configuration(config("sms", "+15559990000")).await.unwrap();
+}
+
+/// Receipts are listed across conversations, newest first and page by page, with their recipient's address
+/// (kept after the participant leaves), their sending state and their message; filtered by status, failure,
+/// conversation and service.
+pub async fn channel_deliveries_are_listed_across_conversations(factory: &dyn StoreFactory) {
+    let world = world(factory).await;
+    let first = mixed(&world).await;
+    let second = mixed(&world).await;
+    let sms = receipt_of(&world, &second, &second.sms).await;
+    let failure = DeliveryUpdate {
+        error_code: Some(30003),
+        last_error: Some("the gateway answered 400".into()),
+        ..update(DeliveryStatus::Failed, at(5))
+    };
+    world.store.update_delivery(&ReceiptRef::Sid(sms.sid.clone()), failure).await.unwrap();
+    let email = receipt_of(&world, &first, &first.email).await;
+    world
+        .store
+        .update_delivery(&ReceiptRef::Sid(email.sid.clone()), update(DeliveryStatus::Delivered, at(6)))
+        .await
+        .unwrap();
+    world
+        .store
+        .remove_participant(&world.service, &by_sid(&first.conversation), &participant_ref(&first.sms), at(7), &api())
+        .await
+        .unwrap();
+
+    let all = walk(1, true, async |q| world.store.list_channel_deliveries(ReceiptFilter::default(), q).await).await;
+    let listed: Vec<_> = all.iter().map(|d| (d.receipt.participant_sid.clone(), d.receipt.status)).collect();
+    assert_eq!(
+        listed,
+        [
+            (second.email.sid.clone(), DeliveryStatus::Queued),
+            (second.sms.sid.clone(), DeliveryStatus::Failed),
+            (first.email.sid.clone(), DeliveryStatus::Delivered),
+            (first.sms.sid.clone(), DeliveryStatus::Failed),
+        ],
+        "newest first, every receipt once, unchanged ones too"
+    );
+    let failed = &all[1];
+    assert_eq!((failed.channel, failed.address.as_deref()), (BindingKind::Sms, Some("+15550100001")));
+    assert_eq!((failed.receipt.error_code, failed.attempts), (Some(30003), 1));
+    assert_eq!((failed.last_error.as_deref(), failed.next_attempt), (Some("the gateway answered 400"), None));
+    assert_eq!((failed.message_index, failed.message_author.as_deref()), (Some(0), Some("alice")));
+    assert_eq!(
+        failed.message_delivery,
+        Some(DeliveryCounts::queued(2).moved(DeliveryStatus::Queued, DeliveryStatus::Failed))
+    );
+    assert_eq!(failed.receipt, receipt_of(&world, &second, &second.sms).await);
+    let queued = &all[0];
+    assert_eq!((queued.channel, queued.address.as_deref()), (BindingKind::Email, Some("ann@mail.example")));
+    assert_eq!((queued.attempts, queued.next_attempt), (0, Some(T0)));
+    assert_eq!(all[3].address.as_deref(), Some("+15550100001"), "the address outlives the participant");
+
+    let list = async |filter: ReceiptFilter| {
+        let page = world.store.list_channel_deliveries(filter, first_page(10)).await.unwrap();
+        page.items.iter().map(|d| d.receipt.participant_sid.clone()).collect::<Vec<_>>()
+    };
+    let failures = ReceiptFilter { failed: true, ..ReceiptFilter::default() };
+    assert_eq!(list(failures.clone()).await, [first.sms.sid.clone(), second.sms.sid.clone()], "oldest first");
+    let delivered = ReceiptFilter { status: Some(DeliveryStatus::Delivered), ..ReceiptFilter::default() };
+    assert_eq!(list(delivered.clone()).await, std::slice::from_ref(&first.email.sid));
+    assert!(list(ReceiptFilter { failed: true, ..delivered }).await.is_empty());
+    let in_second = ReceiptFilter { conversation_sid: Some(second.conversation.sid.clone()), ..failures };
+    assert_eq!(list(in_second).await, std::slice::from_ref(&second.sms.sid));
+    let here = ReceiptFilter { service_sid: Some(world.service.clone()), ..ReceiptFilter::default() };
+    assert_eq!(list(here).await.len(), 4);
+    let elsewhere = world.store.create_service(new_service("elsewhere")).await.unwrap();
+    assert!(list(ReceiptFilter { service_sid: Some(elsewhere.sid), ..ReceiptFilter::default() }).await.is_empty());
 }

@@ -193,6 +193,9 @@ macro_rules! store_conformance_tests {
                 delivered_webhooks_leave_the_outbox,
                 the_webhook_outbox_reports_its_depth,
                 the_webhook_outbox_survives_a_restart,
+                attempts_are_recorded_with_their_outbox_entry,
+                pending_outbox_entries_are_listed_with_their_next_attempt,
+                the_attempt_history_is_pruned_by_count_and_age,
             ],
             channels: [
                 messages_queue_a_receipt_per_non_chat_recipient,
@@ -205,6 +208,7 @@ macro_rules! store_conformance_tests {
                 a_leaving_participants_queued_receipts_fail,
                 inbound_traffic_finds_its_conversation_by_binding,
                 address_configurations_are_unique_per_address,
+                channel_deliveries_are_listed_across_conversations,
             ],
             media: [
                 media_records_round_trip,

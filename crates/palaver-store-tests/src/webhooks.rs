@@ -9,8 +9,9 @@ use palaver_api::sid::WebhookSid;
 use palaver_core::error::{Error, Limit};
 use palaver_core::model::Conversation;
 use palaver_core::webhook::{
-    ConversationWebhook, ConversationWebhookPatch, Delivery, HookMethod, MAX_SCOPED_WEBHOOKS, NewDelivery,
-    ScopedTarget, WebhookEventType, WebhookScope, WebhookSettingsPatch,
+    AttemptFilter, AttemptOutcome, AttemptRetention, ConversationWebhook, ConversationWebhookPatch, Delivery,
+    HookMethod, MAX_SCOPED_WEBHOOKS, NewDelivery, OutboxFilter, ScopedTarget, WebhookAttempt, WebhookEventType,
+    WebhookScope, WebhookSettingsPatch,
 };
 
 use crate::StoreFactory;
@@ -23,6 +24,18 @@ fn delivery(event_id: i64, url: &str) -> NewDelivery {
         method: HookMethod::Post,
         params: vec![("EventType".into(), "onMessageAdded".into()), ("Body".into(), format!("for {url}"))],
     }
+}
+
+/// Records a delivered attempt at `delivery`, as the dispatcher does after a 2xx answer.
+async fn delivered(world: &World, delivery: &Delivery) {
+    let attempt = WebhookAttempt::of(delivery, None, None, T0);
+    world.store.record_webhook_attempt(attempt, AttemptRetention::default()).await.unwrap();
+}
+
+/// Records a failed attempt at `delivery`: retried at `retry_at`, or given up when `None`.
+async fn failed(world: &World, delivery: &Delivery, retry_at: Option<time::OffsetDateTime>, error: &str) {
+    let attempt = WebhookAttempt::of(delivery, Some(error.to_string()), retry_at, T0);
+    world.store.record_webhook_attempt(attempt, AttemptRetention::default()).await.unwrap();
 }
 
 /// What `due` asks to send, in order.
@@ -272,8 +285,8 @@ pub async fn claimed_webhooks_are_leased(factory: &dyn StoreFactory) {
     assert_eq!(again, claimed, "taken over as they were, attempts and all");
     let (ok, flaky) = (&again[0], &again[1]);
     let retry_at = T0 + LEASE + std::time::Duration::from_secs(5);
-    world.store.webhook_delivered(ok.id).await.unwrap();
-    world.store.webhook_failed(flaky.id, Some(retry_at), "503".into()).await.unwrap();
+    delivered(&world, ok).await;
+    failed(&world, flaky, Some(retry_at), "503").await;
     assert_eq!(world.store.next_webhook_due().await.unwrap(), Some(retry_at), "the retry time replaces the lease");
     let retried = world.store.due_webhooks(retry_at, LEASE, 10).await.unwrap();
     assert_eq!(retried.iter().map(|d| (d.id, d.attempts)).collect::<Vec<_>>(), [(flaky.id, 1)]);
@@ -318,18 +331,18 @@ pub async fn failed_webhooks_are_retried_then_given_up(factory: &dyn StoreFactor
         .unwrap();
     let due = world.store.due_webhooks(T0, LEASE, 10).await.unwrap();
     let (flaky, ok) = (due[0].clone(), due[1].clone());
-    world.store.webhook_failed(flaky.id, Some(at(30)), "503".into()).await.unwrap();
+    failed(&world, &flaky, Some(at(30)), "503").await;
     assert!(world.store.due_webhooks(at(29), LEASE, 10).await.unwrap().is_empty(), "not before its retry time");
     assert_eq!(world.store.next_webhook_due().await.unwrap(), Some(at(30)), "before the other one's lease ends");
-    world.store.webhook_delivered(ok.id).await.unwrap();
+    delivered(&world, &ok).await;
     assert_eq!(world.store.next_webhook_due().await.unwrap(), Some(at(30)));
     let retried = world.store.due_webhooks(at(30), LEASE, 10).await.unwrap();
     assert_eq!(retried.len(), 1);
     assert_eq!((retried[0].id, retried[0].attempts, &retried[0].request), (flaky.id, 1, &flaky.request));
 
-    world.store.webhook_failed(flaky.id, Some(at(50)), "503".into()).await.unwrap();
+    failed(&world, &flaky, Some(at(50)), "503").await;
     assert_eq!(world.store.due_webhooks(at(50), LEASE, 10).await.unwrap()[0].attempts, 2);
-    world.store.webhook_failed(flaky.id, None, "gave up".into()).await.unwrap();
+    failed(&world, &flaky, None, "gave up").await;
     assert!(
         world.store.due_webhooks(at(100_000), LEASE, 10).await.unwrap().is_empty(),
         "a dead entry is never sent again"
@@ -346,9 +359,9 @@ pub async fn delivered_webhooks_leave_the_outbox(factory: &dyn StoreFactory) {
         .await
         .unwrap();
     let due = world.store.due_webhooks(T0, LEASE, 10).await.unwrap();
-    world.store.webhook_delivered(due[0].id).await.unwrap();
+    delivered(&world, &due[0]).await;
     assert_eq!(world.store.due_webhooks(at(100_000), LEASE, 10).await.unwrap(), [due[1].clone()]);
-    world.store.webhook_delivered(due[1].id).await.unwrap();
+    delivered(&world, &due[1]).await;
     assert!(world.store.due_webhooks(at(200_000), LEASE, 10).await.unwrap().is_empty());
     assert_eq!(world.store.next_webhook_due().await.unwrap(), None);
 }
@@ -365,9 +378,9 @@ pub async fn the_webhook_outbox_reports_its_depth(factory: &dyn StoreFactory) {
     assert_eq!((depths.webhooks_pending, depths.webhooks_dead), (3, 0));
     let due = world.store.due_webhooks(T0, LEASE, 10).await.unwrap();
     assert_eq!(world.store.outbox_depths().await.unwrap().webhooks_pending, 3, "leased entries still wait");
-    world.store.webhook_delivered(due[0].id).await.unwrap();
-    world.store.webhook_failed(due[1].id, Some(at(30)), "503".into()).await.unwrap();
-    world.store.webhook_failed(due[2].id, None, "gave up".into()).await.unwrap();
+    delivered(&world, &due[0]).await;
+    failed(&world, &due[1], Some(at(30)), "503").await;
+    failed(&world, &due[2], None, "gave up").await;
     let depths = world.store.outbox_depths().await.unwrap();
     assert_eq!((depths.webhooks_pending, depths.webhooks_dead), (1, 1));
 }
@@ -377,11 +390,146 @@ pub async fn the_webhook_outbox_survives_a_restart(factory: &dyn StoreFactory) {
     let world = world(factory).await;
     world.store.enqueue_webhooks(vec![delivery(4, "https://a.example/")], 0, 4, T0).await.unwrap();
     let entry = world.store.due_webhooks(T0, LEASE, 10).await.unwrap().remove(0);
-    world.store.webhook_failed(entry.id, Some(at(60)), "timeout".into()).await.unwrap();
+    failed(&world, &entry, Some(at(60)), "timeout").await;
     let world = restart(factory, world).await;
     assert_eq!(world.store.webhook_cursor().await.unwrap(), 4);
     assert_eq!(world.store.next_webhook_due().await.unwrap(), Some(at(60)));
     let due = world.store.due_webhooks(at(60), LEASE, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!((due[0].id, due[0].attempts, &due[0].request), (entry.id, 1, &entry.request));
+}
+
+/// A request about a conversation, as the planner makes them (its parameters name the event and conversation).
+fn conversation_delivery(event_id: i64, url: &str, conversation: &str) -> NewDelivery {
+    let mut request = delivery(event_id, url);
+    request.params.push(("ConversationSid".into(), conversation.to_string()));
+    request
+}
+
+/// Each recorded attempt changes its outbox entry and joins the delivery history in the same write: a
+/// delivered entry leaves the outbox, a retried one waits with its attempts and last error, a given-up one
+/// stays as dead; the history lists every attempt newest first, filtered by outcome and conversation, and
+/// both survive a restart.
+pub async fn attempts_are_recorded_with_their_outbox_entry(factory: &dyn StoreFactory) {
+    const ROOM: &str = "CH00000000000000000000000000000001";
+    let world = world(factory).await;
+    let planned = vec![
+        conversation_delivery(1, "https://ok.example/", ROOM),
+        conversation_delivery(1, "https://flaky.example/", ROOM),
+        delivery(2, "https://down.example/"),
+    ];
+    world.store.enqueue_webhooks(planned, 0, 2, T0).await.unwrap();
+    let first = world.store.due_webhooks(T0, LEASE, 10).await.unwrap();
+    let (ok, flaky, down) = (&first[0], &first[1], &first[2]);
+    let record = async |attempt: WebhookAttempt| {
+        world.store.record_webhook_attempt(attempt, AttemptRetention::default()).await.unwrap();
+    };
+    record(WebhookAttempt::of(ok, None, None, at(1))).await;
+    record(WebhookAttempt::of(flaky, Some("answered 503".into()), Some(at(10)), at(2))).await;
+    record(WebhookAttempt::of(down, Some("no answer: refused".into()), Some(at(10)), at(3))).await;
+    let second = world.store.due_webhooks(at(10), LEASE, 10).await.unwrap();
+    assert_eq!(second.iter().map(|d| (d.id, d.attempts)).collect::<Vec<_>>(), [(flaky.id, 1), (down.id, 1)]);
+    record(WebhookAttempt::of(&second[0], None, None, at(11))).await;
+    record(WebhookAttempt::of(&second[1], Some("no answer: refused".into()), None, at(12))).await;
+
+    let world = restart(factory, world).await;
+    let history = walk(10, true, async |q| world.store.list_webhook_attempts(AttemptFilter::default(), q).await).await;
+    let summary: Vec<_> = history.iter().map(|a| (a.delivery_id, a.attempt, a.outcome, a.at)).collect();
+    assert_eq!(
+        summary,
+        [
+            (down.id, 2, AttemptOutcome::GaveUp, at(12)),
+            (flaky.id, 2, AttemptOutcome::Delivered, at(11)),
+            (down.id, 1, AttemptOutcome::Retrying, at(3)),
+            (flaky.id, 1, AttemptOutcome::Retrying, at(2)),
+            (ok.id, 1, AttemptOutcome::Delivered, at(1)),
+        ],
+        "newest first"
+    );
+    let retried = &history[3];
+    assert_eq!(
+        (retried.url.as_str(), retried.method, retried.event_id),
+        ("https://flaky.example/", HookMethod::Post, 1)
+    );
+    assert_eq!(
+        (retried.event_type.as_deref(), retried.conversation_sid.as_deref()),
+        (Some("onMessageAdded"), Some(ROOM))
+    );
+    assert_eq!((retried.error.as_deref(), retried.next_retry), (Some("answered 503"), Some(at(10))));
+    assert_eq!((history[4].error.as_deref(), history[4].next_retry), (None, None));
+    assert_eq!((history[0].next_retry, history[2].conversation_sid.as_deref()), (None, None));
+
+    let only = async |filter: AttemptFilter| {
+        let page = world.store.list_webhook_attempts(filter, first_page(10)).await.unwrap();
+        page.items.iter().map(|a| (a.delivery_id, a.attempt)).collect::<Vec<_>>()
+    };
+    let retrying = AttemptFilter { outcome: Some(AttemptOutcome::Retrying), conversation_sid: None };
+    assert_eq!(only(retrying).await, [(flaky.id, 1), (down.id, 1)], "oldest first for an ascending page");
+    let in_room = AttemptFilter { outcome: None, conversation_sid: Some(ROOM.parse().unwrap()) };
+    assert_eq!(only(in_room.clone()).await, [(ok.id, 1), (flaky.id, 1), (flaky.id, 2)]);
+    let delivered_in_room = AttemptFilter { outcome: Some(AttemptOutcome::Delivered), ..in_room };
+    assert_eq!(only(delivered_in_room).await, [(ok.id, 1), (flaky.id, 2)]);
+
+    // The outbox keeps the dead entry only, with its attempts and last error.
+    let outbox = async |dead: Option<bool>| {
+        world.store.list_webhook_outbox(OutboxFilter { dead }, first_page(10)).await.unwrap().items
+    };
+    let everything = outbox(None).await;
+    assert_eq!(everything.len(), 1);
+    let dead = &everything[0];
+    assert_eq!((dead.delivery.id, dead.delivery.attempts, dead.dead), (down.id, 2, true));
+    assert_eq!((dead.last_error.as_deref(), dead.date_created), (Some("no answer: refused"), Some(T0)));
+    assert_eq!(dead.delivery.request, down.request);
+    assert_eq!(outbox(Some(true)).await, everything);
+    assert!(outbox(Some(false)).await.is_empty());
+}
+
+/// Entries still to send are listed with their next attempt (their lease's end while claimed), newest first,
+/// page by page without skipping or repeating one.
+pub async fn pending_outbox_entries_are_listed_with_their_next_attempt(factory: &dyn StoreFactory) {
+    let world = world(factory).await;
+    let planned = (1..=5).map(|event| delivery(event, &format!("https://hooks.example/{event}"))).collect();
+    world.store.enqueue_webhooks(planned, 0, 5, T0).await.unwrap();
+    let claimed = world.store.due_webhooks(T0, LEASE, 1).await.unwrap();
+    let retry = WebhookAttempt::of(&claimed[0], Some("answered 500".into()), Some(at(40)), at(1));
+    world.store.record_webhook_attempt(retry, AttemptRetention::default()).await.unwrap();
+    world.store.due_webhooks(at(2), LEASE, 1).await.unwrap();
+
+    let pending =
+        walk(2, true, async |q| world.store.list_webhook_outbox(OutboxFilter { dead: Some(false) }, q).await).await;
+    let events: Vec<i64> = pending.iter().map(|e| e.delivery.request.event_id).collect();
+    assert_eq!(events, [5, 4, 3, 2, 1], "newest first, each once");
+    assert!(pending.iter().all(|e| !e.dead && e.date_created == Some(T0)));
+    let next: Vec<_> = pending.iter().map(|e| (e.delivery.attempts, e.next_attempt, e.last_error.as_deref())).collect();
+    assert_eq!(
+        next,
+        [(0, T0, None), (0, T0, None), (0, T0, None), (0, at(2) + LEASE, None), (1, at(40), Some("answered 500"))],
+        "claimed: due when the lease ends; failed: at its retry"
+    );
+}
+
+/// The delivery history keeps the newest `max_rows` attempts and none older than `max_age` before the newest:
+/// older ones go as new ones are recorded.
+pub async fn the_attempt_history_is_pruned_by_count_and_age(factory: &dyn StoreFactory) {
+    let world = world(factory).await;
+    let retention = AttemptRetention { max_rows: 3, max_age: std::time::Duration::from_secs(3600) };
+    let planned = (1..=6).map(|event| delivery(event, "https://hooks.example/")).collect();
+    world.store.enqueue_webhooks(planned, 0, 6, T0).await.unwrap();
+    let due = world.store.due_webhooks(T0, LEASE, 10).await.unwrap();
+    for (n, entry) in due.iter().take(5).enumerate() {
+        let attempt = WebhookAttempt::of(entry, Some("answered 500".into()), Some(at(600)), at(n as i64));
+        world.store.record_webhook_attempt(attempt, retention).await.unwrap();
+    }
+    let kept = async || {
+        let page = world.store.list_webhook_attempts(AttemptFilter::default(), first_page(10)).await.unwrap();
+        page.items.iter().map(|a| a.event_id).collect::<Vec<_>>()
+    };
+    assert_eq!(kept().await, [3, 4, 5], "the newest three");
+    // An hour and more later, everything before the last hour goes.
+    let late = WebhookAttempt::of(&due[5], None, None, at(3 * 3600));
+    world.store.record_webhook_attempt(late, retention).await.unwrap();
+    assert_eq!(kept().await, [6]);
+    // The outbox is not the history: the retried entries still wait.
+    let waiting = world.store.list_webhook_outbox(OutboxFilter { dead: Some(false) }, first_page(10)).await.unwrap();
+    assert_eq!(waiting.items.len(), 5);
 }

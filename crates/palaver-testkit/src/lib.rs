@@ -25,6 +25,8 @@ pub struct TestServer {
     data_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
+    /// The running server's domain, for what tests set up behind the APIs' back (API keys).
+    palaver: Option<palaver_core::Palaver>,
 }
 
 impl TestServer {
@@ -55,6 +57,7 @@ impl TestServer {
             data_dir,
             stop: None,
             task: None,
+            palaver: None,
         };
         server.realtime = realtime;
         server.start(None).await;
@@ -112,6 +115,7 @@ impl TestServer {
             channels.public_url = Some(format!("http://{}", self.address));
         }
         state.channels = std::sync::Arc::new(channels);
+        self.palaver = Some(state.palaver.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         self.task = Some(tokio::spawn(palaver_server::run(listener, state, async {
             let _ = stopped.await;
@@ -174,6 +178,14 @@ impl TestServer {
     pub fn api_key(&self) -> (&str, &str) {
         let (sid, secret) = self.api_key.as_ref().expect("the server has started");
         (sid.as_str(), secret)
+    }
+
+    /// The running server's domain (`Palaver`): for tests that manage what has no API, such as API keys.
+    ///
+    /// # Panics
+    /// Before the server has started.
+    pub fn palaver(&self) -> &palaver_core::Palaver {
+        self.palaver.as_ref().expect("the server has started")
     }
 
     /// The account SID (HTTP Basic user name).

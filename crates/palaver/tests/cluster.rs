@@ -227,20 +227,25 @@ fn webhook_receiver_holding(unanswered: usize) -> (String, Received) {
     (url, received)
 }
 
+/// Sends the account's `onMessageAdded` post-event webhooks to `url`, set through `node`.
+async fn post_message_webhooks_to(http: &reqwest::Client, node: &Node, url: &str) {
+    let (status, body) = call(
+        http,
+        Method::POST,
+        format!("{}/v1/Configuration/Webhooks", node.url),
+        &[("PostWebhookUrl", url), ("Method", "POST"), ("Filters", "onMessageAdded")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_on_three_nodes_see_each_others_changes_live() {
     let Some(cluster) = Cluster::start(3).await else { return };
     let http = reqwest::Client::new();
     let (hook_url, hooks) = webhook_receiver();
     // Set through one node; the others plan webhooks with it too.
-    let (status, body) = call(
-        &http,
-        Method::POST,
-        format!("{}/v1/Configuration/Webhooks", cluster.nodes[0].url),
-        &[("PostWebhookUrl", hook_url.as_str()), ("Method", "POST"), ("Filters", "onMessageAdded")],
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    post_message_webhooks_to(&http, &cluster.nodes[0], &hook_url).await;
 
     let alice = cluster.client("alice", 0).await;
     let bob = cluster.client("bob", 1).await;
@@ -567,14 +572,7 @@ async fn a_webhook_whose_sender_died_mid_request_is_sent_by_another_node() {
     let Some(mut cluster) = Cluster::start(1).await else { return };
     let http = reqwest::Client::new();
     let (hook_url, hooks) = webhook_receiver_holding(1);
-    let (status, body) = call(
-        &http,
-        Method::POST,
-        format!("{}/v1/Configuration/Webhooks", cluster.nodes[0].url),
-        &[("PostWebhookUrl", hook_url.as_str()), ("Method", "POST"), ("Filters", "onMessageAdded")],
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    post_message_webhooks_to(&http, &cluster.nodes[0], &hook_url).await;
     let (_, created) =
         call(&http, Method::POST, format!("{}/v1/Conversations", cluster.nodes[0].url), &[("FriendlyName", "lease")])
             .await;

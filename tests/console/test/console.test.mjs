@@ -120,6 +120,38 @@ describe('the web console', () => {
     await page.getByText('No conversations').waitFor(WAIT);
   });
 
+  it('watches a conversation without taking part: messages, typing and horizons of others arrive live', async () => {
+    // Carol, another `palaver chat` client, types in it (alice's typing is kept for a later test: the SDK
+    // sends one indicator per typing timeout).
+    await server.rest.addParticipant(conversation.sid, 'carol');
+    const carol = new RustChat(server, 'carol', name);
+    try {
+      await carol.waitFor(/connected as carol/);
+      await page.goto(`${server.url}/console#/conversations`);
+      await page.getByRole('link', { name: 'Support chat' }).click();
+      await page.getByRole('heading', { name: 'Support chat' }).waitFor(WAIT);
+      await page.getByLabel('Send as').selectOption({ label: '(nobody: watch only)' });
+      await page.locator('.live.connected', { hasText: 'watching live' }).waitFor(WAIT);
+      assert.ok(await page.getByPlaceholder(/Choose a chat participant/).isDisabled(), 'a watcher cannot write');
+      await server.rest.postMessage(conversation.sid, 'alice', 'Seen by a watcher');
+      await page.locator('ol.messages li', { hasText: 'Seen by a watcher' }).waitFor(WAIT);
+      carol.say('/typing');
+      await page.locator('p.typing', { hasText: 'carol is typing…' }).waitFor(WAIT);
+      await screenshot(page, 'watching');
+      carol.say('Hello from the SDK');
+      await page.locator('ol.messages li[data-author="carol"]', { hasText: 'Hello from the SDK' }).waitFor(WAIT);
+      await page.locator('p.typing', { hasText: 'carol is typing…' }).waitFor({ state: 'detached', ...WAIT });
+      const last = (await server.rest.listMessages(conversation.sid)).at(-1).index;
+      carol.say('/read');
+      await waitForText(page.locator('tr[data-participant="carol"] td.horizon'), `#${last}`);
+    } finally {
+      await carol.quit();
+    }
+    // The watcher is an observer, not a user of the service.
+    const users = await server.rest.get('/v1/Users?PageSize=100');
+    assert.ok(!users.users.some((u) => u.identity === 'palaver-console'), JSON.stringify(users.users));
+  });
+
   it('opens a conversation and shows a message sent through REST as it arrives', async () => {
     await page.goto(`${server.url}/console#/conversations`);
     await page.getByRole('link', { name: 'Support chat' }).click();

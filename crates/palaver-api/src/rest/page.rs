@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PageMeta {
     /// Zero-based page number, kept for client state only.
-    pub page: u32,
+    pub page: u64,
     /// How many items a page holds at most.
     pub page_size: u32,
     /// The URL of the first page.

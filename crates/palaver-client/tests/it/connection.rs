@@ -56,7 +56,7 @@ async fn update_token_keeps_the_connection() {
     client.update_token(&server.access_token("alice")).await.expect("update the token");
     states.assert_silent(Duration::from_millis(200)).await;
     let err = client.update_token(&server.access_token("mallory")).await.unwrap_err();
-    assert!(matches!(err, ClientError::Server { code: 20003, .. }), "{err:?}");
+    assert!(matches!(err, ClientError::Server { code: 20101, .. }), "{err:?}");
     assert_eq!(client.connection_state(), ConnectionState::Connected);
 }
 

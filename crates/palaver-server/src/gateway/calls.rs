@@ -61,12 +61,14 @@ pub(super) fn my_conversation(uc: UserConversation, last_seq: i64) -> realtime::
     }
 }
 
-fn session_conversation(found: SessionConversation, last_seq: i64) -> realtime::MyConversation {
+/// The protocol's view of a conversation found by a session: `joined`, `not_participating`, or `observing`
+/// for an observer's session.
+fn session_conversation(found: SessionConversation, last_seq: i64, observer: bool) -> realtime::MyConversation {
     match found.mine {
         Some(uc) => my_conversation(uc, last_seq),
         None => realtime::MyConversation {
             conversation: conversation_info(&found.conversation),
-            status: "not_participating".into(),
+            status: if observer { "observing" } else { "not_participating" }.into(),
             participant: None,
             last_read_message_index: None,
             unread_messages_count: None,
@@ -219,13 +221,19 @@ pub(super) async fn handle(connection: &mut Connection, call: Call) -> CallResul
     match call {
         Call::Connect(_) => Err(ApiError::invalid("method", "already connected")),
         Call::UpdateToken { token } => {
-            let verified = crate::token::verify(connection.state(), &token)
+            let verified = crate::token::verify_allowing_observers(connection.state(), &token)
                 .await
-                .map_err(|e| ApiError::new(palaver_api::ErrorCode::AuthenticationFailed, e.to_string()))?;
+                .map_err(|e| super::connection::token_error(&e))?;
             if verified.identity != session.identity().as_str() {
                 return Err(ApiError::new(
-                    palaver_api::ErrorCode::AuthenticationFailed,
-                    "the new token is for another identity",
+                    palaver_api::ErrorCode::AccessTokenInvalid,
+                    "Invalid access token: the new token is for another identity",
+                ));
+            }
+            if verified.observer != session.is_observer() {
+                return Err(ApiError::new(
+                    palaver_api::ErrorCode::AccessTokenInvalid,
+                    "Invalid access token: it is for another kind of session (observer or user) than the connection",
                 ));
             }
             let expires = palaver_core::event::rfc3339(verified.expires_at);
@@ -250,7 +258,7 @@ pub(super) async fn handle(connection: &mut Connection, call: Call) -> CallResul
         Call::GetConversation { conversation } => {
             let found = session.conversation(&ConversationRef::parse(&conversation)).await?;
             let seq = last_seq(connection, found.conversation.sid.as_str()).await;
-            ok(session_conversation(found, seq))
+            ok(session_conversation(found, seq, session.is_observer()))
         }
         Call::CreateConversation { friendly_name, unique_name, attributes: attrs } => {
             let create = CreateConversation {
@@ -261,15 +269,16 @@ pub(super) async fn handle(connection: &mut Connection, call: Call) -> CallResul
             };
             let created = session.create_conversation(create).await?;
             let seq = last_seq(connection, created.sid.as_str()).await;
-            ok(session_conversation(SessionConversation { conversation: created, mine: None }, seq))
+            ok(session_conversation(SessionConversation { conversation: created, mine: None }, seq, false))
         }
         Call::Subscribe { conversation, after_seq } => {
             let found = session.conversation(&ConversationRef::parse(&conversation)).await?;
             let sid = found.conversation.sid.to_string();
             let seq = last_seq(connection, &sid).await;
             // Someone who may join but has not sees the conversation itself, never its stream (messages,
-            // participants, typing): that starts when their joining reaches the user stream.
-            if found.mine.is_some() {
+            // participants, typing): that starts when their joining reaches the user stream. An observer
+            // follows the stream of any conversation it subscribes to.
+            if found.mine.is_some() || session.is_observer() {
                 if connection.subscribed.insert(sid.clone()) {
                     connection.delivered.insert(sid.clone(), seq);
                 }
@@ -277,7 +286,7 @@ pub(super) async fn handle(connection: &mut Connection, call: Call) -> CallResul
                     connection.replay(&sid, after).await;
                 }
             }
-            ok(session_conversation(found, seq))
+            ok(session_conversation(found, seq, session.is_observer()))
         }
         Call::Unsubscribe { conversation } => {
             let found =

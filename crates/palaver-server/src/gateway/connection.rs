@@ -158,13 +158,13 @@ fn parse_request(message: &Message) -> Option<Result<Request, String>> {
     }
 }
 
-fn token_error(err: &TokenError) -> ApiError {
+/// A refused token, as both WebSocket APIs answer it: 20104 when it expired, 20101 for every other reason (the
+/// access-token codes of Twilio's SDKs), with status 401.
+pub(crate) fn token_error(err: &TokenError) -> ApiError {
     match err {
-        TokenError::Expired => {
-            ApiError::new(palaver_api::ErrorCode::AuthenticationFailed, "Access token expired (20104)")
-        }
+        TokenError::Expired => ApiError::new(palaver_api::ErrorCode::AccessTokenExpired, "Access token expired"),
         TokenError::Storage(e) => ApiError::new(palaver_api::ErrorCode::InternalError, e.to_string()),
-        other => ApiError::new(palaver_api::ErrorCode::AuthenticationFailed, other.to_string()),
+        other => ApiError::new(palaver_api::ErrorCode::AccessTokenInvalid, format!("Invalid access token: {other}")),
     }
 }
 
@@ -227,13 +227,15 @@ async fn handshake(
 pub(super) struct Connection {
     state: AppState,
     pub(super) session: UserSession,
-    user_stream: String,
+    /// The user's own stream; `None` for an observer, who is no user.
+    user_stream: Option<String>,
     out: Out,
     feed: broadcast::Receiver<Arc<FeedItem>>,
     typing: broadcast::Receiver<Arc<TypingNotice>>,
     /// Streams whose events this session receives.
     pub(super) subscribed: HashSet<String>,
-    /// Conversations the user participates in (typing and unread counts are sent for these).
+    /// Conversations the user participates in (typing and unread counts are sent for these; an observer has
+    /// none, and gets typing for the conversations it subscribed to).
     pub(super) joined: HashSet<String>,
     /// Last sequence number sent per stream.
     pub(super) delivered: HashMap<String, i64>,
@@ -339,7 +341,7 @@ impl Connection {
         queue: mpsc::Sender<Outgoing>,
         budget: ConnectionBudget,
     ) -> Result<(Self, Connected), ApiError> {
-        let token = token::verify(&state, &params.token).await.map_err(|e| token_error(&e))?;
+        let token = token::verify_allowing_observers(&state, &params.token).await.map_err(|e| token_error(&e))?;
         // Subscribe before reading anything, so nothing committed from now on can be missed.
         let feed = state.palaver.feed().subscribe();
         let typing = state.palaver.typing_notices();
@@ -352,8 +354,13 @@ impl Connection {
             .sessions
             .claim(service.as_str(), identity.as_str(), state.limits.max_sessions_per_identity)
             .inspect_err(|_| state.metrics.refused(crate::metrics::Refusal::SessionsPerIdentity))?;
-        let (session, user) = UserSession::open(state.palaver.clone(), service.clone(), identity).await?;
-        let user_stream = user.sid.to_string();
+        let (session, user) = if token.observer {
+            (UserSession::observe(state.palaver.clone(), service.clone(), identity).await?, None)
+        } else {
+            let (session, user) = UserSession::open(state.palaver.clone(), service.clone(), identity).await?;
+            (session, Some(user))
+        };
+        let user_stream = user.as_ref().map(|user| user.sid.to_string());
         let grace = state.realtime.slow_consumer_grace;
         let open = state.metrics.session_opened(crate::metrics::Api::Realtime);
         let mut connection = Self {
@@ -364,7 +371,7 @@ impl Connection {
             out: Out { queue, grace },
             feed,
             typing,
-            subscribed: HashSet::from([user_stream.clone()]),
+            subscribed: user_stream.iter().cloned().collect(),
             joined: HashSet::new(),
             delivered: HashMap::new(),
             token,
@@ -378,7 +385,13 @@ impl Connection {
             unread_tally: HashMap::new(),
         };
         // Positions first, then the membership list: events committed in between are replayed or come live.
-        connection.delivered.insert(user_stream.clone(), connection.position(&user_stream).await);
+        if let Some(user_stream) = user_stream {
+            let position = connection.position(&user_stream).await;
+            connection.delivered.insert(user_stream, position);
+        }
+        if connection.session.is_observer() {
+            connection.observe_resumed(&params).await;
+        }
         for conv in calls::all_my_conversations(&connection.session).await? {
             let sid = conv.conversation.sid.to_string();
             let position = connection.position(&sid).await;
@@ -387,9 +400,10 @@ impl Connection {
             connection.joined.insert(sid);
         }
         let connected = Connected {
-            identity: user.identity.as_str().to_string(),
+            identity: connection.session.identity().as_str().to_string(),
             service_sid: service.to_string(),
-            user: palaver_core::event::user_info(&user),
+            user: user.as_ref().map(palaver_core::event::user_info),
+            observer: connection.session.is_observer(),
             token_expires_at: palaver_core::event::rfc3339(connection.token.expires_at),
             typing_timeout_ms: connection.state.palaver.typing_timeout().as_millis() as u64,
             limits: calls::limits(),
@@ -400,6 +414,19 @@ impl Connection {
 
     pub(super) async fn position(&self, stream: &str) -> i64 {
         self.state.palaver.store().stream_position(stream).await.unwrap_or(0)
+    }
+
+    /// An observer follows again the conversations it followed before reconnecting (the conversation streams
+    /// of its `resume` map), so that the replay below covers them: it has no membership that would.
+    async fn observe_resumed(&mut self, params: &ConnectParams) {
+        for stream in params.resume.keys() {
+            let Ok(sid) = palaver_api::sid::ConversationSid::parse(stream) else { continue };
+            if self.session.conversation(&ConversationRef::Sid(sid)).await.is_ok() {
+                let position = self.position(stream).await;
+                self.subscribed.insert(stream.clone());
+                self.delivered.insert(stream.clone(), position);
+            }
+        }
     }
 
     /// Replays what the client missed, per the `resume` map of `connect`.
@@ -589,7 +616,7 @@ impl Connection {
                 self.delivered.insert(event.stream.clone(), event.seq);
             }
         }
-        if event.stream == self.user_stream {
+        if self.user_stream.as_ref() == Some(&event.stream) {
             self.on_user_event(event).await;
         } else if self.joined.contains(&event.stream) {
             self.on_conversation_event(event).await;
@@ -697,7 +724,11 @@ impl Connection {
 
     async fn forward_typing(&mut self, notice: &TypingNotice) {
         let conversation = notice.conversation_sid.to_string();
-        if !self.joined.contains(&conversation) || notice.identity == self.session.identity().as_str() {
+        let follows = self.joined.contains(&conversation)
+            || (self.session.is_observer() && self.subscribed.contains(&conversation));
+        // An observer is no participant: its identity may be anyone's, whose typing it still wants to see.
+        let own = !self.session.is_observer() && notice.identity == self.session.identity().as_str();
+        if !follows || own {
             return;
         }
         let frame = ServerFrame::Typing(TypingFrame {

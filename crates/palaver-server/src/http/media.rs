@@ -196,6 +196,8 @@ pub(crate) async fn media_set(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    // Who asks comes first: an anonymous caller learns nothing, not even whether its body would do.
+    caller(&state, &headers).await?;
     let request: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid("body", format!("is not JSON: {e}")))?;
     if request.get("command").and_then(Value::as_str) != Some("get") {

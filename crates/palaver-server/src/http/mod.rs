@@ -126,6 +126,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::console::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(crate::error::name_missing_resource))
+        .layer(axum::middleware::from_fn(crate::error::answer_panics))
+        .layer(axum::middleware::from_fn(crate::form::refuse_nul_characters))
         .layer(axum::extract::DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.limits.request_timeout, crate::limits::limit_request_time))
         .layer(axum::middleware::from_fn(crate::limits::limit_connection_rate))

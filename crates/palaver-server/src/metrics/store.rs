@@ -9,17 +9,12 @@ use palaver_api::sid::{
     AddressConfigurationSid, ApiKeySid, ConversationSid, DeliveryReceiptSid, MessageSid, RoleSid, ServiceSid,
     WebhookSid,
 };
-use palaver_core::channel::{
-    AddressConfiguration, AddressConfigurationPatch, ChannelJob, DeliveryReceipt, DeliveryUpdate, ReceiptRef,
-};
+use palaver_core::channel::*;
 use palaver_core::error::Result;
 use palaver_core::event::{Event, Origin};
 use palaver_core::model::*;
 use palaver_core::store::*;
-use palaver_core::webhook::{
-    ConversationWebhook, ConversationWebhookPatch, Delivery, NewDelivery, WebhookConfig, WebhookScope, WebhookSettings,
-    WebhookSettingsPatch,
-};
+use palaver_core::webhook::*;
 use time::OffsetDateTime;
 
 use super::{DbKind, Metrics};
@@ -127,12 +122,14 @@ metered! {
     Write enqueue_webhooks(deliveries: Vec<NewDelivery>, from: i64, to: i64, now: OffsetDateTime) -> Result<i64>;
     Write due_webhooks(now: OffsetDateTime, lease: Duration, limit: u32) -> Result<Vec<Delivery>>;
     Read next_webhook_due() -> Result<Option<OffsetDateTime>>;
-    Write webhook_delivered(id: i64) -> Result<()>;
-    Write webhook_failed(id: i64, retry_at: Option<OffsetDateTime>, error: String) -> Result<()>;
+    Write record_webhook_attempt(attempt: WebhookAttempt, retention: AttemptRetention) -> Result<()>;
+    Read list_webhook_attempts(filter: AttemptFilter, page: PageQuery) -> Result<Page<WebhookAttempt>>;
+    Read list_webhook_outbox(filter: OutboxFilter, page: PageQuery) -> Result<Page<OutboxEntry>>;
     Write due_channel_jobs(channels: &[BindingKind], now: OffsetDateTime, lease: Duration, limit: u32) -> Result<Vec<ChannelJob>>;
     Read next_channel_job_due(channels: &[BindingKind]) -> Result<Option<OffsetDateTime>>;
     Read outbox_depths() -> Result<OutboxDepths>;
     Write update_delivery(receipt: &ReceiptRef, update: DeliveryUpdate) -> Result<Option<DeliveryReceipt>>;
+    Read list_channel_deliveries(filter: ReceiptFilter, page: PageQuery) -> Result<Page<ChannelDelivery>>;
     Read list_receipts(service: &ServiceSid, conv: &ConversationRef, message: &MessageSid, page: PageQuery) -> Result<Page<DeliveryReceipt>>;
     Read get_receipt(service: &ServiceSid, conv: &ConversationRef, message: &MessageSid, sid: &DeliveryReceiptSid) -> Result<DeliveryReceipt>;
     Read find_conversation_by_binding(channel: BindingKind, address: &str, our_address: &str) -> Result<Option<(ServiceSid, ConversationSid)>>;

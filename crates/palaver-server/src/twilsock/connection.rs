@@ -711,7 +711,7 @@ fn token_status(err: &TokenError) -> Status {
             Status::new(500, reason_phrase(500))
                 .with_error(ErrorCode::InternalError.number(), "the access token could not be checked; retry")
         }
-        TokenError::Malformed(_) | TokenError::Invalid | TokenError::NotYetValid => {
+        TokenError::Malformed(_) | TokenError::Invalid | TokenError::NotYetValid | TokenError::ObserverOnly => {
             unauthorized(ErrorCode::AccessTokenInvalid, &err.to_string())
         }
     }
@@ -885,6 +885,7 @@ mod tests {
             identity: identity.into(),
             service_sid: None,
             expires_at: time::OffsetDateTime::now_utc() + time::Duration::seconds(secs),
+            observer: false,
         }
     }
 

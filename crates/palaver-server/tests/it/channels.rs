@@ -434,4 +434,36 @@ async fn refused_messages_fail_with_the_gateways_code() {
     assert_eq!(receipts["delivery_receipts"][0]["error_code"], 20500, "the gateway's own error code is kept");
     // A permanent refusal is not retried.
     gateway.assert_silent(Duration::from_millis(1500)).await;
+
+    // Operators find it among the failures of every conversation, with the recipient's address and the error;
+    // the whole list runs newest first, page by page.
+    let (other, _) = sms_conversation(&api).await;
+    let (status, _) = api.post(&format!("/v1/Conversations/{other}/Messages"), &[("Body", "still waiting")]).await;
+    assert_eq!(status, 201);
+    let (_, failures) = api.get("/palaver/v1/ChannelDeliveries?Failed=true").await;
+    let failures = failures["channel_deliveries"].as_array().unwrap().clone();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let failed = &failures[0];
+    assert_eq!((failed["channel"].as_str(), failed["address"].as_str()), (Some("sms"), Some(CUSTOMER)));
+    assert_eq!(
+        (failed["receipt"]["status"].as_str(), failed["receipt"]["error_code"].as_i64()),
+        (Some("failed"), Some(20500))
+    );
+    assert_eq!(
+        (failed["receipt"]["conversation_sid"].as_str(), failed["message_index"].as_i64()),
+        (Some(sid.as_str()), Some(index))
+    );
+    assert_eq!((failed["attempts"].as_u64(), failed["message_delivery"]["failed"].as_str()), (Some(1), Some("all")));
+    assert!(failed["last_error"].is_string() && failed["date_created"].is_string(), "{failed}");
+    let (_, everything) = api.get("/palaver/v1/ChannelDeliveries?PageSize=1").await;
+    let newest = &everything["channel_deliveries"][0];
+    assert_eq!(
+        (newest["receipt"]["conversation_sid"].as_str(), newest["address"].as_str()),
+        (Some(other.as_str()), Some(CUSTOMER))
+    );
+    let next = everything["meta"]["next_page_url"].as_str().expect("a second page").to_string();
+    let (_, second) = api.get(&next).await;
+    assert_eq!(second["channel_deliveries"][0]["receipt"]["sid"], failed["receipt"]["sid"]);
+    let (_, in_other) = api.get(&format!("/palaver/v1/ChannelDeliveries?Failed=true&ConversationSid={other}")).await;
+    assert_eq!(in_other["channel_deliveries"], json!([]));
 }

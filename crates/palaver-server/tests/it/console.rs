@@ -1,5 +1,5 @@
 //! The web console's page and files, and Palaver's own resources under `/palaver/v1` that it uses:
-//! access tokens for an identity, recent webhook attempts, recent receipt changes.
+//! access tokens for an identity, the webhook delivery history and outbox, channel delivery receipts.
 
 use std::time::Duration;
 
@@ -117,7 +117,7 @@ async fn eventually(api: &Api, path: &str, key: &str, pred: impl Fn(&Value) -> b
 
 #[tokio::test]
 async fn webhook_attempts_are_listed_with_their_outcome_and_next_retry() {
-    let api = Api::start().await;
+    let mut api = Api::start().await;
     let mut receiver = Receiver::start(api.server.auth_token()).await;
     // A port that refuses connections: bound, then closed.
     let refused = {
@@ -157,11 +157,48 @@ async fn webhook_attempts_are_listed_with_their_outcome_and_next_retry() {
     assert!(failed["next_retry"].as_str().unwrap().ends_with('Z'));
 
     let (_, only) = api.get(&format!("{path}?Outcome=retrying&ConversationSid={conversation}")).await;
-    assert!(only["webhook_deliveries"].as_array().unwrap().iter().all(|a| a["outcome"] == "retrying"));
+    let only = only["webhook_deliveries"].as_array().unwrap().clone();
+    assert!(!only.is_empty() && only.iter().all(|a| a["outcome"] == "retrying"), "{only:?}");
     let (_, none) = api.get(&format!("{path}?ConversationSid=CH00000000000000000000000000000000")).await;
     assert_eq!(none["webhook_deliveries"], json!([]));
     assert_error(&api.get(&format!("{path}?Outcome=lost")).await, 400, 20001);
     assert_error(&api.get(&format!("{path}?PageSize=0")).await, 400, 20001);
+
+    // The failing request waits in the outbox with its attempts, last error and next attempt.
+    let outbox = "/palaver/v1/WebhookOutbox";
+    let waiting = eventually(&api, &format!("{outbox}?State=pending"), "webhook_outbox", |e| {
+        e["url"] == refused.as_str() && e["attempts"].as_u64() >= Some(1)
+    })
+    .await;
+    assert_eq!((waiting["state"].as_str(), waiting["event_type"].as_str()), (Some("pending"), Some("onMessageAdded")));
+    assert_eq!(waiting["conversation_sid"], conversation.as_str());
+    assert!(waiting["last_error"].as_str().unwrap().starts_with("no answer"), "{waiting}");
+    assert!(waiting["next_attempt"].as_str().unwrap().ends_with('Z') && waiting["date_created"].is_string());
+    let (_, all) = api.get(outbox).await;
+    assert!(all["webhook_outbox"].as_array().unwrap().iter().all(|e| e["url"] == refused.as_str()), "{all}");
+    let (_, dead) = api.get(&format!("{outbox}?State=dead")).await;
+    assert_eq!(dead["webhook_outbox"], json!([]));
+    assert_error(&api.get(&format!("{outbox}?State=lost")).await, 400, 20001);
+
+    // Paged like the rest of the API, newest first.
+    let (_, first) = api.get(&format!("{path}?PageSize=1")).await;
+    assert_eq!(
+        (first["meta"]["page_size"].as_u64(), first["meta"]["key"].as_str()),
+        (Some(1), Some("webhook_deliveries"))
+    );
+    let next = first["meta"]["next_page_url"].as_str().expect("a second page").to_string();
+    let (_, second) = api.get(&next).await;
+    let (newer, older) = (&first["webhook_deliveries"][0], &second["webhook_deliveries"][0]);
+    assert!(newer["date_created"].as_str() >= older["date_created"].as_str(), "{newer} then {older}");
+    assert_ne!((&newer["outbox_id"], &newer["attempt"]), (&older["outbox_id"], &older["attempt"]));
+
+    // Recorded in the database: a restarted server lists what it sent before.
+    api.server.restart().await;
+    let (_, after) = api.get(&format!("{path}?Outcome=delivered")).await;
+    assert!(
+        after["webhook_deliveries"].as_array().unwrap().iter().any(|a| a["url"] == receiver.url("/ok").as_str()),
+        "{after}"
+    );
 }
 
 #[tokio::test]

@@ -122,3 +122,26 @@ async fn page_sizes_above_the_maximum_are_served_as_the_maximum() {
         assert_eq!(page["conversations"].as_array().map(Vec::len), Some(3));
     }
 }
+
+#[tokio::test]
+async fn page_numbers_of_any_size_are_echoed_without_a_crash() {
+    // `Page=4294967295` with a next page overflowed while its link was built, and dropped the connection.
+    let api = Api::start().await;
+    for _ in 0..2 {
+        api.conversation(&[]).await;
+    }
+    for (page, echoed, next) in
+        [("4294967295", 4_294_967_295_u64, "4294967296"), ("99999999999999999999999", u64::MAX, "18446744073709551615")]
+    {
+        let (status, body) = api.get(&format!("/v1/Conversations?PageSize=1&Page={page}")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["meta"]["page"].as_u64(), Some(echoed), "{body}");
+        let next_url = body["meta"]["next_page_url"].as_str().unwrap();
+        assert!(next_url.contains(&format!("Page={next}&")), "{next_url}");
+        let (status, second) = api.get(next_url).await;
+        assert_eq!((status, second["conversations"].as_array().map(Vec::len)), (200, Some(1)), "{second}");
+    }
+    for page in ["-1", "x", "1.5", "", "+1"] {
+        assert_error(&api.get(&format!("/v1/Conversations?Page={page}")).await, 400, 20001);
+    }
+}

@@ -1,5 +1,8 @@
 //! Regression tests for holes found by attacking a running server: a request that stopped every write, a
-//! non-participant reading a conversation, uploaded HTML served inline, and the lower-case Basic scheme.
+//! non-participant reading a conversation, uploaded HTML served inline, and the lower-case Basic scheme; and
+//! those found by Schemathesis with Twilio's OpenAPI spec (`tests/conformance/test_twilio_openapi.py`): NUL
+//! characters (a 500 on PostgreSQL), a malformed `X-Twilio-Webhook-Enabled`, and settings that name a missing
+//! role, service or Studio flow.
 
 use std::time::Duration;
 
@@ -185,4 +188,105 @@ async fn the_basic_scheme_name_is_case_insensitive() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
+}
+
+#[tokio::test]
+async fn nul_characters_are_refused_wherever_they_come_in() {
+    let api = Api::start().await;
+    let conv = api.conversation(&[]).await;
+    for (path, form) in [
+        ("/v1/Conversations".to_string(), [("FriendlyName", "a\0b")]),
+        ("/v1/Users".to_string(), [("Identity", "nul\0")]),
+        (format!("/v1/Conversations/{conv}/Messages"), [("Body", "hello\0")]),
+        (format!("/v1/Conversations/{conv}/Participants"), [("Identity", "\0")]),
+    ] {
+        let response = api.post(&path, &form).await;
+        assert_error(&response, 400, 20001);
+        let message = response.1["message"].as_str().unwrap();
+        assert!(message.contains(form[0].0) && message.contains("NUL"), "{message}");
+    }
+    let response = api.get("/v1/ParticipantConversations?Identity=a%00b").await;
+    assert_error(&response, 400, 20001);
+    assert!(response.1["message"].as_str().unwrap().contains("Identity"), "{}", response.1);
+    // No name or SID can hold one, so a path with one names nothing: conversations and users are looked up by
+    // unique name and identity too.
+    for path in ["/Conversations/a%00b", "/Users/a%00b/Conversations/x", "/Conversations/a%00b/Participants/p%00"] {
+        let response = api.get(&format!("/v1{path}")).await;
+        assert_error(&response, 404, 20404);
+        assert_eq!(response.1["message"], format!("The requested resource {path} was not found"));
+    }
+    // A NUL written as an escape inside JSON attributes is ordinary text.
+    let (status, body) = api.post("/v1/Conversations", &[("Attributes", r#"{"a":"\u0000"}"#)]).await;
+    assert_eq!(status, 201, "{body}");
+    assert_writes_still_work(&api).await;
+}
+
+#[tokio::test]
+async fn x_twilio_webhook_enabled_is_true_or_false() {
+    let api = Api::start().await;
+    let create = |value: &'static str| {
+        api.http.post(format!("{}/v1/Conversations", api.server.url())).header("X-Twilio-Webhook-Enabled", value)
+    };
+    for value in ["true", "FALSE", " True "] {
+        let (status, body) = api.send(create(value)).await;
+        assert_eq!(status, 201, "{value}: {body}");
+    }
+    for value in ["yes", "1", ""] {
+        let response = api.send(create(value)).await;
+        assert_error(&response, 400, 20001);
+        assert!(response.1["message"].as_str().unwrap().contains("X-Twilio-Webhook-Enabled"), "{}", response.1);
+    }
+}
+
+#[tokio::test]
+async fn settings_naming_a_missing_role_service_or_flow_are_400s_not_404s() {
+    let api = Api::start().await;
+    let (_, config) = api.get("/v1/Configuration").await;
+    let service = config["default_chat_service_sid"].as_str().unwrap().to_string();
+    let (status, other) = api.post("/v1/Services", &[("FriendlyName", "other")]).await;
+    assert_eq!(status, 201, "{other}");
+    let (_, roles) = api.get(&format!("/v1/Services/{}/Roles", other["sid"].as_str().unwrap())).await;
+    let foreign_role = roles["roles"][0]["sid"].as_str().unwrap().to_string();
+    let missing_role = format!("RL{}", "0".repeat(32));
+    for role in [&foreign_role, &missing_role] {
+        for field in ["DefaultConversationCreatorRoleSid", "DefaultConversationRoleSid", "DefaultChatServiceRoleSid"] {
+            let response = api.post(&format!("/v1/Services/{service}/Configuration"), &[(field, role)]).await;
+            assert_error(&response, 400, 20001);
+            assert!(response.1["message"].as_str().unwrap().contains(field), "{}", response.1);
+        }
+    }
+    let conv = api.conversation(&[]).await;
+    let response = api
+        .post(&format!("/v1/Conversations/{conv}/Participants"), &[("Identity", "a"), ("RoleSid", &missing_role)])
+        .await;
+    assert_error(&response, 400, 20001);
+    let (status, body) = api.get(&format!("/v1/Conversations/{conv}/Participants")).await;
+    assert_eq!((status, body["participants"].as_array().map(Vec::len)), (200, Some(0)), "{body}");
+
+    let webhooks = format!("/v1/Conversations/{conv}/Webhooks");
+    let bad_flow = format!("FW{}*", "a".repeat(31));
+    let hook = [("Target", "webhook"), ("Configuration.Url", "http://127.0.0.1:9/hook")];
+    let response = api.post(&webhooks, &[hook[0], hook[1], ("Configuration.FlowSid", &bad_flow)]).await;
+    assert_error(&response, 400, 20001);
+    let (status, created) = api.post(&webhooks, &hook).await;
+    assert_eq!(status, 201, "{created}");
+    let update = format!("{webhooks}/{}", created["sid"].as_str().unwrap());
+    let response = api.post(&update, &[("Configuration.FlowSid", &bad_flow)]).await;
+    assert_error(&response, 400, 20001);
+    assert!(response.1["message"].as_str().unwrap().contains("Configuration.FlowSid"), "{}", response.1);
+
+    let address = |extra: (&'static str, String)| {
+        let form = vec![("Type", "sms".to_string()), ("Address", "+15550001111".to_string()), extra];
+        api.http.post(format!("{}/v1/Configuration/Addresses", api.server.url())).form(&form)
+    };
+    let missing_service = ("AutoCreation.ConversationServiceSid", format!("IS{}", "0".repeat(32)));
+    for extra in [missing_service, ("AutoCreation.StudioFlowSid", format!("FW{}*", "a".repeat(31)))] {
+        let field = extra.0;
+        let response = api.send(address(extra)).await;
+        assert_error(&response, 400, 20001);
+        assert!(response.1["message"].as_str().unwrap().contains(field), "{}", response.1);
+    }
+    let (status, created) = api.send(address(("AutoCreation.StudioFlowSid", format!("FW{}", "a".repeat(32))))).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["auto_creation"]["studio_flow_sid"], format!("FW{}", "a".repeat(32)));
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on a free port with its own SQLite database, driven over HTTP.
 
 mod api;
+mod authorization;
 mod channels;
 mod console;
 mod conversations;
@@ -9,6 +10,7 @@ mod hardening;
 mod limits;
 mod media;
 mod messages;
+mod observer;
 mod operations;
 mod participants;
 mod realtime;

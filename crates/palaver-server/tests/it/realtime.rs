@@ -108,14 +108,14 @@ async fn connect_accepts_valid_tokens_and_denies_others() {
     assert!(connected["user"]["sid"].as_str().unwrap().starts_with("US"));
     assert_eq!(connected["typing_timeout_ms"], 5000);
 
-    for token in [
-        "not-a-jwt".to_string(),
-        api.server.access_token_with_ttl("alice", -60),
-        format!("{}x", api.server.access_token("alice")),
+    for (token, code) in [
+        ("not-a-jwt".to_string(), 20101),
+        (api.server.access_token_with_ttl("alice", -60), 20104),
+        (format!("{}x", api.server.access_token("alice")), 20101),
     ] {
         let mut raw = Raw::open(&api).await;
         let error = raw.call("connect", json!({"token": token})).await.unwrap_err();
-        assert_eq!(error["code"], 20003, "{error}");
+        assert_eq!((error["code"].as_u64(), error["status"].as_u64()), (Some(code), Some(401)), "{error}");
         let close = raw.wait_for("close", |f| f["type"] == "ws_close").await;
         assert_eq!(close["code"], 4401);
     }

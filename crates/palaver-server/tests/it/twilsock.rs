@@ -28,7 +28,7 @@ enum Seen {
 }
 
 /// A raw twilsock client: sends frames, keeps those it did not wait for.
-struct Client {
+pub(crate) struct Client {
     socket: Socket,
     next_id: u32,
     backlog: Vec<Frame>,
@@ -63,12 +63,12 @@ fn init_frame(id: &str, token: &str, continuation_token: Option<&str>) -> Header
     }))
 }
 
-fn status(frame: &Frame) -> Value {
+pub(crate) fn status(frame: &Frame) -> Value {
     frame.header.field("status").cloned().unwrap_or(Value::Null)
 }
 
 impl Client {
-    async fn open(server: &TestServer) -> Self {
+    pub(crate) async fn open(server: &TestServer) -> Self {
         let url = format!("{}/v3/wsconnect", server.url().replacen("http://", "ws://", 1));
         let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
         Self { socket, next_id: 0, backlog: Vec::new() }
@@ -92,7 +92,7 @@ impl Client {
     }
 
     /// Sends `init` and waits for its reply.
-    async fn init(&mut self, token: &str, continuation_token: Option<&str>) -> Frame {
+    pub(crate) async fn init(&mut self, token: &str, continuation_token: Option<&str>) -> Frame {
         let id = self.id();
         self.send(&init_frame(&id, token, continuation_token), b"").await;
         self.reply_to(&id).await

@@ -1,13 +1,13 @@
-//! Which process has a file open, to refuse replacing the database under a running server. SQLite's own locks
-//! cannot say it: in WAL mode a server holds no lock between its transactions. (`palaver-import` asks the same
-//! question of its source file.)
+//! Which process has a database file open: what the commands that copy or replace the embedded database
+//! (`palaver import`, `backup`, `restore`) ask before they start. SQLite's own locks cannot say it: in WAL mode
+//! a server holds no lock between its transactions.
 
 use std::path::Path;
 
 /// Another process that has `path` open, with its program name, found through `/proc/<pid>/fd` (processes of
 /// other users that cannot be inspected are not seen).
 #[cfg(target_os = "linux")]
-pub(crate) fn holder(path: &Path) -> Option<(u32, String)> {
+pub fn holder(path: &Path) -> Option<(u32, String)> {
     use std::os::unix::fs::MetadataExt;
     let file = std::fs::metadata(path).ok()?;
     let me = std::process::id();
@@ -30,6 +30,6 @@ pub(crate) fn holder(path: &Path) -> Option<(u32, String)> {
 
 /// Elsewhere nothing is seen: the documentation asks to stop the server first.
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn holder(_: &Path) -> Option<(u32, String)> {
+pub fn holder(_: &Path) -> Option<(u32, String)> {
     None
 }
