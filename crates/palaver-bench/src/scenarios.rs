@@ -99,6 +99,40 @@ fn progress(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// A bar for a phase that lasts `seconds` whatever happens in it, moved by the clock; finished (and cleared) when
+/// the returned guard is dropped.
+fn timed(seconds: u64, what: &str) -> TimedBar {
+    let bar = ProgressBar::new(seconds);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} s")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    let ticking = bar.clone();
+    let ticker = tokio::spawn(async move {
+        let mut second = tokio::time::interval(Duration::from_secs(1));
+        second.tick().await;
+        loop {
+            second.tick().await;
+            ticking.inc(1);
+        }
+    });
+    TimedBar { bar, ticker }
+}
+
+struct TimedBar {
+    bar: ProgressBar,
+    ticker: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TimedBar {
+    fn drop(&mut self) {
+        self.ticker.abort();
+        self.bar.finish_and_clear();
+    }
+}
+
 fn micros_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
@@ -613,6 +647,7 @@ async fn unread(target: &Target, w: &Workload) -> Result<Report> {
         conns.push(Conn::open(&target.ws_url(i), &target.token("reader"), None).await?);
     }
     let last = w.messages as i64 - 1;
+    let clock = timed(w.seconds, "unread");
     let deadline = Instant::now() + Duration::from_secs(w.seconds);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -642,6 +677,7 @@ async fn unread(target: &Target, w: &Workload) -> Result<Report> {
         reads.add(&r).map_err(|e| BenchError::Request(e.to_string()))?;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    drop(clock);
     let mut out = report(
         "unread",
         json!({

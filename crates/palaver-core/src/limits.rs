@@ -78,6 +78,8 @@ impl TokenBucket {
 pub struct KeyedRate {
     limit: RateLimit,
     buckets: Mutex<HashMap<String, TokenBucket>>,
+    /// Actions refused so far, for the server's metrics.
+    refused: std::sync::atomic::AtomicU64,
 }
 
 /// Keys kept before full buckets are swept out.
@@ -86,11 +88,24 @@ const SWEEP_AT: usize = 4096;
 impl KeyedRate {
     /// Buckets of `limit`.
     pub fn new(limit: RateLimit) -> Self {
-        Self { limit, buckets: Mutex::new(HashMap::new()) }
+        Self { limit, buckets: Mutex::new(HashMap::new()), refused: Default::default() }
     }
 
     /// Counts one action for `key`; when over the rate, how long until the next one is allowed.
     pub fn take(&self, key: &str) -> Result<(), Duration> {
+        let taken = self.take_from_bucket(key);
+        if taken.is_err() {
+            self.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        taken
+    }
+
+    /// Actions refused since this rate was made.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn take_from_bucket(&self, key: &str) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if buckets.len() >= SWEEP_AT && !buckets.contains_key(key) {
             let now = Instant::now();

@@ -283,6 +283,11 @@ impl Palaver {
         self
     }
 
+    /// The action rates in force (their refusal counts feed the server's metrics).
+    pub fn action_rates(&self) -> &crate::limits::ActionRates {
+        &self.rates
+    }
+
     /// Whether changes made through this handle count against the action rates: those of REST callers and SDK
     /// users, not Palaver's own (timers) nor inbound channel traffic, whose gateways do not retry a refusal.
     fn rate_limited(&self) -> bool {

@@ -395,6 +395,32 @@ pub struct NewRole {
     pub now: OffsetDateTime,
 }
 
+/// How much work waits in the two outboxes ([`Store::outbox_depths`]), for operators' metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxDepths {
+    /// Webhook requests waiting for their first or next attempt.
+    pub webhooks_pending: u64,
+    /// Webhook requests that ran out of attempts (kept for inspection, never sent again).
+    pub webhooks_dead: u64,
+    /// Queued channel deliveries waiting for their first or next attempt, per channel (every channel listed,
+    /// with 0 when none waits).
+    pub channels_pending: Vec<(BindingKind, u64)>,
+}
+
+impl OutboxDepths {
+    /// Every channel with its count among `counts` (stored channel names and counts), 0 when absent; names
+    /// that are not a channel are left out.
+    pub fn channel_counts(counts: impl IntoIterator<Item = (String, u64)>) -> Vec<(BindingKind, u64)> {
+        let mut all = [BindingKind::Sms, BindingKind::Whatsapp, BindingKind::Email].map(|kind| (kind, 0));
+        for (name, count) in counts {
+            if let Some(slot) = all.iter_mut().find(|(kind, _)| kind.as_str() == name) {
+                slot.1 += count;
+            }
+        }
+        all.to_vec()
+    }
+}
+
 /// Storage of everything Palaver keeps.
 #[async_trait]
 pub trait Store: crate::push::PushStore + Send + Sync + std::fmt::Debug + 'static {
@@ -753,6 +779,8 @@ pub trait Store: crate::push::PushStore + Send + Sync + std::fmt::Debug + 'stati
     ) -> Result<Vec<ChannelJob>>;
     /// When the next queued receipt on `channels` is due (for a claimed one, when its lease ends), if any waits.
     async fn next_channel_job_due(&self, channels: &[BindingKind]) -> Result<Option<OffsetDateTime>>;
+    /// How many webhook requests and channel deliveries wait in the outboxes (read for `/metrics`).
+    async fn outbox_depths(&self) -> Result<OutboxDepths>;
     /// Applies `update` to a receipt, keeps the message's counts in step and appends `delivery.updated` to the
     /// conversation's log. A status never moves backwards (a late `sent` after `delivered` is ignored, but its
     /// channel id is kept). `None` when no receipt matches.

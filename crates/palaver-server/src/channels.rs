@@ -304,6 +304,7 @@ pub async fn run_channel_dispatcher(
     settings: ChannelSettings,
     media: crate::media::MediaStore,
     auth_token: String,
+    metrics: Arc<crate::metrics::Metrics>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let mut channels = settings.enabled();
@@ -327,7 +328,7 @@ pub async fn run_channel_dispatcher(
     let store = palaver.store().clone();
     let mut wakeups = palaver.feed().subscribe();
     loop {
-        send_due(&store, &channels, gateway.as_ref(), mail.as_ref()).await;
+        send_due(&store, &channels, gateway.as_ref(), mail.as_ref(), &metrics).await;
         let wait = match store.next_channel_job_due(&channels).await {
             Ok(Some(due)) => Duration::try_from(due - OffsetDateTime::now_utc()).unwrap_or(Duration::ZERO),
             _ => Duration::from_secs(5),
@@ -344,6 +345,7 @@ async fn send_due(
     channels: &[BindingKind],
     gateway: Option<&GatewayClient>,
     mail: Option<&MailClient>,
+    metrics: &crate::metrics::Metrics,
 ) {
     let jobs = match store.due_channel_jobs(channels, OffsetDateTime::now_utc(), CHANNEL_LEASE, BATCH).await {
         Ok(jobs) => jobs,
@@ -362,14 +364,14 @@ async fn send_due(
         } else if let Some(gateway) = gateway {
             sends.push(async move {
                 let outcome = within_deadline(gateway.send(job)).await;
-                record(store, &[job], outcome).await;
+                record(store, &[job], outcome, metrics).await;
             });
         }
     }
     let mail_sends = emails.into_values().filter_map(|group| {
         mail.map(|mail| async move {
             let outcome = within_deadline(mail.send(&group)).await;
-            record(store, &group, outcome).await;
+            record(store, &group, outcome, metrics).await;
         })
     });
     futures_util::future::join(futures_util::future::join_all(sends), futures_util::future::join_all(mail_sends)).await;
@@ -384,9 +386,21 @@ async fn within_deadline(
         .unwrap_or_else(|_| Err(ChannelError::Transient(format!("no answer within {} s", ATTEMPT_DEADLINE.as_secs()))))
 }
 
-async fn record(store: &Arc<dyn Store>, jobs: &[&ChannelJob], outcome: Result<String, ChannelError>) {
+async fn record(
+    store: &Arc<dyn Store>,
+    jobs: &[&ChannelJob],
+    outcome: Result<String, ChannelError>,
+    metrics: &crate::metrics::Metrics,
+) {
+    use crate::metrics::ChannelOutcome;
     let now = OffsetDateTime::now_utc();
     for job in jobs {
+        let counted = match &outcome {
+            Ok(_) => ChannelOutcome::Sent,
+            Err(ChannelError::Transient(_)) if job.attempts + 1 < MAX_ATTEMPTS => ChannelOutcome::Retry,
+            Err(_) => ChannelOutcome::Failed,
+        };
+        metrics.channel_attempted(job.channel.as_str(), counted);
         let update = match &outcome {
             Ok(channel_id) => DeliveryUpdate {
                 status: DeliveryStatus::Sent,

@@ -110,6 +110,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody::new(self.code, self.message);
         let status = StatusCode::from_u16(body.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let request_id = crate::observe::current_request_id();
+        let body = WithRequestId { body, request_id: request_id.as_deref() };
         let mut response = (status, Json(body)).into_response();
         if self.missing_resource {
             response.extensions_mut().insert(MissingResource);
@@ -119,6 +121,16 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Twilio's error body with one field of ours, the request's id (also in the `X-Request-Id` header and the
+/// logs), so that a reported error can be found in the server's logs. Clients ignore fields they do not know.
+#[derive(serde::Serialize)]
+struct WithRequestId<'a> {
+    #[serde(flatten)]
+    body: ErrorBody,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
 }
 
 /// Middleware: a 404 for a missing resource names the path that was requested, without the API version

@@ -3,7 +3,9 @@
 //! - [`router`] lists every route of the Twilio-compatible REST API v1 in one place;
 //! - `http/<resource>.rs` holds one handler per endpoint, each headed by its `METHOD /path`;
 //! - [`error`] maps domain errors to HTTP statuses and Twilio error codes, in one place;
-//! - `auth` checks HTTP Basic credentials (account SID + auth token, or API key SID + secret).
+//! - `auth` checks HTTP Basic credentials (account SID + auth token, or API key SID + secret);
+//! - [`metrics`] counts and times what an operator watches (`GET /metrics`), `observe` gives each request an
+//!   id, a log span and its figures.
 //!
 //! [`run`] serves a bound listener until a shutdown future completes, so the binary and the tests share one
 //! entry point. It also runs the conversation timer scheduler and the webhook dispatcher for as long as it
@@ -19,6 +21,8 @@ mod http;
 pub mod limits;
 mod listener;
 pub mod media;
+pub mod metrics;
+mod observe;
 mod paging;
 pub mod push;
 mod resources;
@@ -66,6 +70,8 @@ pub struct AppState {
     pub sessions: Arc<limits::SessionsPerIdentity>,
     /// Where push services are and how they are reached.
     pub push: Arc<push::PushSettings>,
+    /// This server's metrics (`GET /metrics`); the store handed to the domain records into them too.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// Why a node could not join a cluster.
@@ -161,6 +167,7 @@ pub async fn open(
 ) -> Result<AppState, palaver_core::Error> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| palaver_core::Error::Storage(format!("cannot create {}: {e}", data_dir.display())))?;
+    let metrics = Arc::new(metrics::Metrics::new());
     let store: Arc<dyn palaver_core::store::Store> = match database {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             Arc::new(palaver_store_postgres::PostgresStore::open(url).await?)
@@ -170,8 +177,14 @@ pub async fn open(
                 "unsupported database URL {other:?}: use postgres://… (or none for the embedded database)"
             )));
         }
-        None => Arc::new(palaver_store_sqlite::SqliteStore::open(&data_dir.join(DATABASE_FILE))?),
+        None => {
+            let store = palaver_store_sqlite::SqliteStore::open(&data_dir.join(DATABASE_FILE))?;
+            let recorder = Arc::clone(&metrics);
+            store.on_group_commit(move |commit| recorder.group_committed(commit.writes, commit.elapsed));
+            Arc::new(store)
+        }
     };
+    let store = Arc::new(metrics::MeteredStore::new(store, Arc::clone(&metrics)));
     let palaver = Palaver::new(store, Arc::new(palaver_core::SystemClock), settings);
     palaver.bootstrap().await?;
     Ok(AppState {
@@ -188,6 +201,7 @@ pub async fn open(
         limits: Arc::default(),
         sessions: Arc::default(),
         push: Arc::default(),
+        metrics,
     }
     .with_limits(limits::ServerLimits::default()))
 }
@@ -238,6 +252,7 @@ pub async fn run(
         webhook_config,
         sender,
         account_sid,
+        state.metrics.clone(),
         until_stopped(),
     ));
     let channel_dispatcher = tokio::spawn(channels::run_channel_dispatcher(
@@ -245,13 +260,17 @@ pub async fn run(
         (*state.channels).clone(),
         state.media.clone(),
         state.credentials.auth_token.clone(),
+        state.metrics.clone(),
         until_stopped(),
     ));
     let push_dispatcher =
         tokio::spawn(push::run_push_dispatcher(state.palaver.clone(), (*state.push).clone(), until_stopped()));
+    let event_counter =
+        tokio::spawn(metrics::count_committed_events(state.metrics.clone(), state.palaver.clone(), until_stopped()));
     let draining = state.draining.clone();
     let drain_delay = state.drain_delay;
     let limits = state.limits.clone();
+    let metrics = state.metrics.clone();
     let app: Router = router(state);
     let signal = async move {
         shutdown.await;
@@ -265,7 +284,7 @@ pub async fn run(
         // does not wait on them.
         let _ = stopping.send(true);
     };
-    let served = listener::serve(listener, app, limits, signal).await;
+    let served = listener::serve(listener, app, limits, metrics, signal).await;
     // Also when serving failed rather than being asked to stop.
     let _ = stop_background.send(true);
     let _ = scheduler.await;
@@ -273,6 +292,7 @@ pub async fn run(
     let _ = dispatcher.await;
     let _ = channel_dispatcher.await;
     let _ = push_dispatcher.await;
+    let _ = event_counter.await;
     if let Some(relay) = relay {
         let _ = relay.await;
     }

@@ -95,12 +95,18 @@ pub fn connection_rate(per_second: f64) -> RateLimit {
 pub(crate) struct ConnectionBudget {
     limit: Option<RateLimit>,
     bucket: Arc<Mutex<Option<TokenBucket>>>,
+    /// Counts this budget's refusals (`palaver_rate_limited_total{limit="connection_rate"}`).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl ConnectionBudget {
     /// A full budget for a new connection.
-    pub(crate) fn new(limit: Option<RateLimit>) -> Self {
-        Self { limit, bucket: Arc::new(Mutex::new(limit.as_ref().map(TokenBucket::full))) }
+    pub(crate) fn new(limit: Option<RateLimit>, metrics: &Arc<crate::metrics::Metrics>) -> Self {
+        Self {
+            limit,
+            bucket: Arc::new(Mutex::new(limit.as_ref().map(TokenBucket::full))),
+            metrics: Arc::clone(metrics),
+        }
     }
 
     /// Takes one request from the budget; when it is spent, the refusal to send.
@@ -109,6 +115,7 @@ impl ConnectionBudget {
         let mut bucket = self.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let bucket = bucket.get_or_insert_with(|| TokenBucket::full(limit));
         bucket.take(limit).map_err(|retry_after| {
+            self.metrics.refused(crate::metrics::Refusal::ConnectionRate);
             ApiError::rate_limited("Too many requests on this connection; slow down and retry", retry_after)
         })
     }

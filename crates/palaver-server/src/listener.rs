@@ -29,6 +29,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Arc<ServerLimits>,
+    metrics: Arc<crate::metrics::Metrics>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     // Told to every connection task when the server stops; each holds a receiver of `finished` until it ends.
@@ -51,6 +52,7 @@ pub(crate) async fn serve(
             },
         };
         let Some(slot) = per_ip.claim(peer.ip(), limits.max_connections_per_ip) else {
+            metrics.refused(crate::metrics::Refusal::ConnectionsPerIp);
             if refused_logged.elapsed() > Duration::from_secs(10) {
                 refused_logged = std::time::Instant::now();
                 tracing::warn!(
@@ -67,7 +69,7 @@ pub(crate) async fn serve(
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%err, "could not set TCP_NODELAY");
         }
-        let budget = ConnectionBudget::new(limits.connection_rate);
+        let budget = ConnectionBudget::new(limits.connection_rate, &metrics);
         let router = app.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let mut request = request.map(Body::new);
@@ -80,7 +82,7 @@ pub(crate) async fn serve(
             .header_read_timeout(limits.header_read_timeout)
             // hyper's smallest buffer is 8 KiB.
             .max_buf_size(limits.max_header_bytes.max(8192));
-        let io = TokioIo::new(CountedStream { stream, _slot: slot });
+        let io = TokioIo::new(CountedStream { stream, _slot: slot, _open: metrics.connection_opened() });
         let connection = http.serve_connection(io, service).with_upgrades();
         let mut stop = stopping.subscribe();
         let done = finished.subscribe();
@@ -111,6 +113,8 @@ pub(crate) async fn serve(
 struct CountedStream {
     stream: TcpStream,
     _slot: Slot,
+    /// Its place in `palaver_http_connections`.
+    _open: crate::metrics::Open,
 }
 
 impl AsyncRead for CountedStream {

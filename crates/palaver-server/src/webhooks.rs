@@ -234,6 +234,7 @@ pub async fn run_dispatcher(
     config: Arc<WebhookConfigCache>,
     sender: WebhookSender,
     account_sid: String,
+    metrics: Arc<crate::metrics::Metrics>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -300,7 +301,7 @@ pub async fn run_dispatcher(
         }
         let mut wait = Duration::from_secs(1);
         if outbox_pending {
-            deliver_due(&store, &sender).await;
+            deliver_due(&store, &sender, &metrics).await;
             match store.next_webhook_due().await {
                 Ok(Some(due)) => {
                     let now = OffsetDateTime::now_utc();
@@ -364,7 +365,7 @@ async fn plan(
     Ok((!planned.is_empty()).then_some(planned))
 }
 
-async fn deliver_due(store: &Arc<dyn Store>, sender: &WebhookSender) {
+async fn deliver_due(store: &Arc<dyn Store>, sender: &WebhookSender, metrics: &crate::metrics::Metrics) {
     let due = match store.due_webhooks(OffsetDateTime::now_utc(), WEBHOOK_LEASE, DELIVERY_BATCH).await {
         Ok(due) => due,
         Err(err) => {
@@ -384,6 +385,7 @@ async fn deliver_due(store: &Arc<dyn Store>, sender: &WebhookSender) {
         if let Err(err) = &outcome {
             tracing::info!(url = %delivery.request.url, attempts, %err, "webhook delivery failed");
         }
+        metrics.webhook_attempted(outcome.is_ok());
         let error = outcome.err().map(|err| err.to_string());
         let attempt = WebhookAttempt::of(&delivery, error, retry_at, OffsetDateTime::now_utc());
         if let Err(err) = store.record_webhook_attempt(attempt, AttemptRetention::default()).await {

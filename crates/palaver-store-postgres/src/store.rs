@@ -1797,6 +1797,37 @@ impl Store for PostgresStore {
         tx.finish(r).await
     }
 
+    async fn outbox_depths(&self) -> Result<OutboxDepths> {
+        let tx = self.read().await?;
+        let r = async {
+            let webhooks = tx
+                .query_one(
+                    "SELECT count(*) FILTER (WHERE NOT dead), count(*) FILTER (WHERE dead) FROM webhook_outbox",
+                    &[],
+                )
+                .await?;
+            let (pending, dead): (i64, i64) = (get(&webhooks, 0)?, get(&webhooks, 1)?);
+            let mut counts = Vec::new();
+            for row in tx
+                .query(
+                    "SELECT channel, count(*) FROM delivery_receipts WHERE next_attempt IS NOT NULL GROUP BY channel",
+                    &[],
+                )
+                .await?
+            {
+                let (channel, n): (String, i64) = (get(&row, 0)?, get(&row, 1)?);
+                counts.push((channel, n.max(0).cast_unsigned()));
+            }
+            Ok(OutboxDepths {
+                webhooks_pending: pending.max(0).cast_unsigned(),
+                webhooks_dead: dead.max(0).cast_unsigned(),
+                channels_pending: OutboxDepths::channel_counts(counts),
+            })
+        }
+        .await;
+        tx.finish(r).await
+    }
+
     async fn update_delivery(&self, receipt: &ReceiptRef, update: DeliveryUpdate) -> Result<Option<DeliveryReceipt>> {
         let mut tx = self.write(&Origin::system(), "").await?;
         let r = async {

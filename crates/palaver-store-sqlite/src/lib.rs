@@ -58,7 +58,22 @@ pub struct SqliteStore {
     /// The account configuration, read on every REST request (the default service) and changed only through
     /// this store, so it is kept after the first read and replaced by each write of it.
     account: Arc<std::sync::RwLock<Option<AccountConfig>>>,
+    /// Told about each committed group, for metrics ([`SqliteStore::on_group_commit`]).
+    group_commit_hook: Arc<std::sync::OnceLock<GroupCommitHook>>,
 }
+
+/// One committed group of writes, as [`SqliteStore::on_group_commit`] reports it.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct GroupCommit {
+    /// Writes committed together: one transaction, one fsync.
+    pub writes: usize,
+    /// From the group's `BEGIN` to its `COMMIT` returning (the fsync included).
+    pub elapsed: Duration,
+}
+
+/// Called by the writer thread after each committed group; it must return quickly.
+type GroupCommitHook = Box<dyn Fn(GroupCommit) + Send + Sync>;
 
 static NEXT_STORE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -153,7 +168,12 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// The writer thread: group commit until every `SqliteStore` handle is gone.
-fn run_writer(conn: Connection, jobs: std::sync::mpsc::Receiver<WriteJob>, changes: Arc<tokio::sync::Notify>) {
+fn run_writer(
+    conn: Connection,
+    jobs: std::sync::mpsc::Receiver<WriteJob>,
+    changes: Arc<tokio::sync::Notify>,
+    hook: Arc<std::sync::OnceLock<GroupCommitHook>>,
+) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -162,6 +182,7 @@ fn run_writer(conn: Connection, jobs: std::sync::mpsc::Receiver<WriteJob>, chang
                 Err(_) => break,
             }
         }
+        let (writes, started) = (group.len(), std::time::Instant::now());
         if let Err(err) = conn.execute_cached("BEGIN IMMEDIATE", []) {
             // Dropping the group's jobs fails each waiting write with a storage error.
             tracing::error!(%err, writes = group.len(), "could not start a write transaction");
@@ -198,6 +219,9 @@ fn run_writer(conn: Connection, jobs: std::sync::mpsc::Receiver<WriteJob>, chang
         }
         if failure.is_none() {
             changes.notify_one();
+            if let Some(hook) = hook.get() {
+                hook(GroupCommit { writes, elapsed: started.elapsed() });
+            }
         }
     }
 }
@@ -222,9 +246,11 @@ impl SqliteStore {
         let changes = Arc::new(tokio::sync::Notify::new());
         let (writes, jobs) = std::sync::mpsc::channel::<WriteJob>();
         let notify = Arc::clone(&changes);
+        let group_commit_hook = Arc::new(std::sync::OnceLock::new());
+        let hook = Arc::clone(&group_commit_hook);
         std::thread::Builder::new()
             .name("palaver-sqlite-writer".into())
-            .spawn(move || run_writer(writer, jobs, notify))
+            .spawn(move || run_writer(writer, jobs, notify, hook))
             .map_err(|e| Error::Storage(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             writes,
@@ -233,7 +259,14 @@ impl SqliteStore {
             path: Arc::new(path.to_path_buf()),
             changes,
             account: Arc::default(),
+            group_commit_hook,
         })
+    }
+
+    /// Calls `hook` after each group of writes commits, on the writer thread (so it must be quick: a counter,
+    /// a histogram). Only the first hook set is kept.
+    pub fn on_group_commit(&self, hook: impl Fn(GroupCommit) + Send + Sync + 'static) {
+        let _ = self.group_commit_hook.set(Box::new(hook));
     }
 
     /// Caches the committed account configuration. Called after each write of it: reading and storing under
@@ -2761,6 +2794,37 @@ impl Store for SqliteStore {
     async fn next_channel_job_due(&self, channels: &[BindingKind]) -> Result<Option<OffsetDateTime>> {
         let channels = channels.to_vec();
         self.read(move |tx| channels::next_due(tx, &channels)).await
+    }
+
+    async fn outbox_depths(&self) -> Result<OutboxDepths> {
+        self.read(|tx| {
+            // Each count runs over an index: `webhook_outbox_due` leads with `dead`, `receipts_due` holds only
+            // queued receipts.
+            let count = |dead: i64| {
+                tx.query_row_cached("SELECT count(*) FROM webhook_outbox WHERE dead = ?1", params![dead], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(storage)
+            };
+            let (pending, dead) = (count(0)?, count(1)?);
+            let mut by_channel = tx
+                .prepare_cached(
+                    "SELECT channel, count(*) FROM delivery_receipts WHERE next_attempt IS NOT NULL GROUP BY channel",
+                )
+                .map_err(storage)?;
+            let counts = by_channel
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(storage)?
+                .map(|row| row.map(|(channel, n)| (channel, n.max(0).cast_unsigned())))
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(storage)?;
+            Ok(OutboxDepths {
+                webhooks_pending: pending.max(0).cast_unsigned(),
+                webhooks_dead: dead.max(0).cast_unsigned(),
+                channels_pending: OutboxDepths::channel_counts(counts),
+            })
+        })
+        .await
     }
 
     async fn update_delivery(&self, receipt: &ReceiptRef, update: DeliveryUpdate) -> Result<Option<DeliveryReceipt>> {

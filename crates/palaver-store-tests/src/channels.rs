@@ -124,6 +124,27 @@ pub async fn messages_queue_a_receipt_per_non_chat_recipient(factory: &dyn Store
     assert_eq!(world.post(&chat_only, "no channels").await.delivery, None);
 }
 
+/// The channel outbox reports its queued receipts per channel, every channel listed; a sent receipt no longer
+/// counts, one waiting for a retry still does.
+pub async fn the_channel_outbox_reports_its_depth(factory: &dyn StoreFactory) {
+    let world = world(factory).await;
+    let count = |depths: &palaver_core::store::OutboxDepths, kind: BindingKind| {
+        depths.channels_pending.iter().find(|(k, _)| *k == kind).map(|(_, n)| *n)
+    };
+    let empty = world.store.outbox_depths().await.unwrap();
+    assert_eq!(ALL.map(|kind| count(&empty, kind)), [Some(0); 3]);
+    let mixed = mixed(&world).await;
+    let depths = world.store.outbox_depths().await.unwrap();
+    assert_eq!(ALL.map(|kind| count(&depths, kind)), [Some(1), Some(0), Some(1)]);
+    let sms = receipt_of(&world, &mixed, &mixed.sms).await;
+    let email = receipt_of(&world, &mixed, &mixed.email).await;
+    world.store.update_delivery(&ReceiptRef::Sid(sms.sid), update(DeliveryStatus::Sent, at(1))).await.unwrap();
+    let retry = DeliveryUpdate { retry_at: Some(at(30)), ..update(DeliveryStatus::Queued, at(1)) };
+    world.store.update_delivery(&ReceiptRef::Sid(email.sid), retry).await.unwrap();
+    let depths = world.store.outbox_depths().await.unwrap();
+    assert_eq!(ALL.map(|kind| count(&depths, kind)), [Some(0), Some(0), Some(1)]);
+}
+
 /// A failed attempt that will be retried keeps the receipt queued until its new time, counting the attempt,
 /// and appends nothing.
 pub async fn channel_jobs_are_rescheduled(factory: &dyn StoreFactory) {

@@ -193,6 +193,7 @@ macro_rules! store_conformance_tests {
                 concurrent_claims_hand_each_webhook_to_one_claimer,
                 failed_webhooks_are_retried_then_given_up,
                 delivered_webhooks_leave_the_outbox,
+                the_webhook_outbox_reports_its_depth,
                 the_webhook_outbox_survives_a_restart,
                 attempts_are_recorded_with_their_outbox_entry,
                 pending_outbox_entries_are_listed_with_their_next_attempt,
@@ -200,6 +201,7 @@ macro_rules! store_conformance_tests {
             ],
             channels: [
                 messages_queue_a_receipt_per_non_chat_recipient,
+                the_channel_outbox_reports_its_depth,
                 channel_jobs_are_rescheduled,
                 channel_jobs_are_claimed_for_a_lease,
                 concurrent_claims_hand_each_receipt_to_one_claimer,

@@ -366,6 +366,25 @@ pub async fn delivered_webhooks_leave_the_outbox(factory: &dyn StoreFactory) {
     assert_eq!(world.store.next_webhook_due().await.unwrap(), None);
 }
 
+/// The outbox reports how many entries wait (those leased or failed included) and how many were given up on;
+/// a delivered entry no longer counts.
+pub async fn the_webhook_outbox_reports_its_depth(factory: &dyn StoreFactory) {
+    let world = world(factory).await;
+    let empty = world.store.outbox_depths().await.unwrap();
+    assert_eq!((empty.webhooks_pending, empty.webhooks_dead), (0, 0));
+    let urls = ["https://a.example/", "https://b.example/", "https://c.example/"];
+    world.store.enqueue_webhooks(urls.iter().map(|url| delivery(1, url)).collect(), 0, 1, T0).await.unwrap();
+    let depths = world.store.outbox_depths().await.unwrap();
+    assert_eq!((depths.webhooks_pending, depths.webhooks_dead), (3, 0));
+    let due = world.store.due_webhooks(T0, LEASE, 10).await.unwrap();
+    assert_eq!(world.store.outbox_depths().await.unwrap().webhooks_pending, 3, "leased entries still wait");
+    delivered(&world, &due[0]).await;
+    failed(&world, &due[1], Some(at(30)), "503").await;
+    failed(&world, &due[2], None, "gave up").await;
+    let depths = world.store.outbox_depths().await.unwrap();
+    assert_eq!((depths.webhooks_pending, depths.webhooks_dead), (1, 1));
+}
+
 /// The cursor and the outbox, attempts included, survive a restart.
 pub async fn the_webhook_outbox_survives_a_restart(factory: &dyn StoreFactory) {
     let world = world(factory).await;

@@ -404,6 +404,15 @@ fn stored_or_generated(data_dir: &Path) -> Result<(String, String)> {
     Ok((account_sid, auth_token))
 }
 
+/// The account credentials stored in `data_dir` by the server's first start (for commands that log in to it).
+pub(crate) fn stored_credentials(data_dir: &Path) -> Result<(String, String)> {
+    let path = data_dir.join(CREDENTIALS_FILE);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {} (or pass --account-sid and --auth-token)", path.display()))?;
+    let stored: StoredCredentials = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    Ok((stored.account_sid, stored.auth_token))
+}
+
 /// The account SID for commands that work on a data directory without serving: the given one, else the one
 /// stored there.
 pub(crate) fn account_sid_for(data_dir: &Path, given: Option<String>) -> Result<AccountSid> {

@@ -3,8 +3,10 @@
 mod backups;
 mod chat;
 mod config;
+mod status;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -18,6 +20,19 @@ use config::{ServeArgs, Settings};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written to stderr: text for people, json (one object per line, with the request id of
+    /// the request being served) for log collectors. PALAVER_LOG sets the levels (e.g. info,palaver_server=debug).
+    #[arg(long, global = true, env = "PALAVER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +162,30 @@ enum Command {
     },
     /// Run a benchmark scenario and print a table and one JSON line.
     Bench(BenchArgs),
+    /// Watch a running server: connections, sessions, requests/s, events/s, outboxes, database latency, health.
+    ///
+    /// Reads the server's /metrics (with the account's credentials, or an API key's) and /readyz every
+    /// --interval seconds and prints rates and percentiles over each interval, redrawn in place on a terminal.
+    Status {
+        /// The server (http://host:port).
+        #[arg(long, default_value = "http://127.0.0.1:8088")]
+        url: String,
+        /// Account SID, or an API key SID (SK…); read from the data directory when omitted.
+        #[arg(long, env = "PALAVER_ACCOUNT_SID", hide_env_values = true)]
+        account_sid: Option<String>,
+        /// Auth token, or the API key's secret.
+        #[arg(long, env = "PALAVER_AUTH_TOKEN", hide_env_values = true)]
+        auth_token: Option<String>,
+        /// Data directory holding the server's credentials.toml, when no credentials are given.
+        #[arg(long, env = "PALAVER_DATA_DIR", default_value = "./palaver-data")]
+        data_dir: PathBuf,
+        /// Seconds between two readings (rates are taken over this).
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+        /// Print one summary (after one interval) and exit, without redrawing.
+        #[arg(long)]
+        once: bool,
+    },
     /// Manage API keys (SK… SID + secret), accepted by the REST API like the account's auth token.
     Keys {
         #[command(subcommand)]
@@ -258,14 +297,14 @@ enum KeysAction {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PALAVER_LOG")
-                .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PALAVER_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
@@ -286,6 +325,18 @@ fn main() -> Result<()> {
                 backups::export(&file, &data_dir, database.as_deref()).await
             }
             Command::Bench(args) => bench(args).await,
+            Command::Status { url, account_sid, auth_token, data_dir, interval, once } => {
+                let (user, password) = match (account_sid, auth_token) {
+                    (Some(user), Some(password)) => (user, password),
+                    (None, None) => config::stored_credentials(&data_dir)?,
+                    _ => anyhow::bail!("give both --account-sid and --auth-token, or neither"),
+                };
+                let interval = Duration::try_from_secs_f64(interval)
+                    .ok()
+                    .filter(|d| *d >= Duration::from_millis(100) && d.as_secs() <= 3600)
+                    .ok_or_else(|| anyhow::anyhow!("--interval must be between 0.1 and 3600 seconds"))?;
+                status::run(status::Target { url, user, password }, interval, once).await
+            }
             Command::Chat { identity, conversation, url, token, data_dir } => {
                 let token = match token {
                     Some(token) => token,

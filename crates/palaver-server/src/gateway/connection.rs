@@ -245,6 +245,8 @@ pub(super) struct Connection {
     budget: ConnectionBudget,
     /// This session's place in the per-identity count, freed when it ends.
     _session_slot: SessionSlot,
+    /// Its place in `palaver_realtime_sessions`.
+    _open: crate::metrics::Open,
     shutdown: tokio::sync::watch::Receiver<bool>,
     too_slow: bool,
     /// Conversations whose unread count may have changed since it was last pushed.
@@ -348,8 +350,10 @@ impl Connection {
             None => state.palaver.default_service().await?,
         };
         let identity = Identity::parse("identity", &token.identity)?;
-        let session_slot =
-            state.sessions.claim(service.as_str(), identity.as_str(), state.limits.max_sessions_per_identity)?;
+        let session_slot = state
+            .sessions
+            .claim(service.as_str(), identity.as_str(), state.limits.max_sessions_per_identity)
+            .inspect_err(|_| state.metrics.refused(crate::metrics::Refusal::SessionsPerIdentity))?;
         let (session, user) = if token.observer {
             (UserSession::observe(state.palaver.clone(), service.clone(), identity).await?, None)
         } else {
@@ -358,6 +362,7 @@ impl Connection {
         };
         let user_stream = user.as_ref().map(|user| user.sid.to_string());
         let grace = state.realtime.slow_consumer_grace;
+        let open = state.metrics.session_opened(crate::metrics::Api::Realtime);
         let mut connection = Self {
             shutdown: state.shutdown.subscribe(),
             state,
@@ -373,6 +378,7 @@ impl Connection {
             token_warned: false,
             budget,
             _session_slot: session_slot,
+            _open: open,
             too_slow: false,
             unread_dirty: HashSet::new(),
             unread_sent: HashMap::new(),
@@ -450,6 +456,7 @@ impl Connection {
                     self.too_slow = true;
                     return;
                 }
+                self.state.metrics.event_delivered(crate::metrics::Api::Realtime, None);
             }
             if count < REPLAY_BATCH as usize {
                 break;
@@ -602,6 +609,7 @@ impl Connection {
             self.too_slow = true;
             return;
         }
+        self.state.metrics.event_delivered(crate::metrics::Api::Realtime, Some(event.at));
         match self.delivered.get_mut(&event.stream) {
             Some(position) => *position = event.seq,
             None => {

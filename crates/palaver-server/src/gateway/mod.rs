@@ -27,7 +27,8 @@ pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     // The socket spends the request budget of the connection it was upgraded from.
-    let budget = budget.map_or_else(|| ConnectionBudget::new(state.limits.connection_rate), |Extension(b)| b);
+    let budget =
+        budget.map_or_else(|| ConnectionBudget::new(state.limits.connection_rate, &state.metrics), |Extension(b)| b);
     let max_frame = state.limits.max_frame_bytes;
     // Small socket buffers: most connections are idle most of the time, and the default 128 KiB read buffer
     // would make each one cost that much whether it is used or not.

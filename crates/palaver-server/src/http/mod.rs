@@ -119,6 +119,11 @@ pub fn router(state: AppState) -> Router {
         .route("/mcs/v1/Services/{service}/Media/{media}/Content", get(media::content))
         .route("/mcs/v1/Services/{service}/MediaSet", post(media::media_set))
         .merge(api)
+        .merge(
+            Router::new()
+                .route("/metrics", get(metrics))
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require_basic_auth)),
+        )
         .merge(palaver::routes(state.clone()))
         .merge(crate::console::routes())
         .fallback(not_found)
@@ -128,6 +133,8 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.limits.request_timeout, crate::limits::limit_request_time))
         .layer(axum::middleware::from_fn(crate::limits::limit_connection_rate))
+        // Outermost, so that every answer (a refusal by the layers above included) carries the request id.
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), crate::observe::observe_request))
         .with_state(state)
 }
 
@@ -177,6 +184,19 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "draining": draining,
         }),
     )
+}
+
+/// GET /metrics — the server's metrics (`docs/operations.md`) in the Prometheus text format, or in OpenMetrics
+/// when the scraper's `Accept` asks for it. Basic credentials as for the REST API (an API key suits a scraper).
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let openmetrics = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    let text = state.metrics.render(&state.palaver, openmetrics).await;
+    let content_type =
+        if openmetrics { crate::metrics::OPENMETRICS_CONTENT_TYPE } else { crate::metrics::PROMETHEUS_CONTENT_TYPE };
+    ([(axum::http::header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
 /// How long `/healthz` and `/readyz` wait for their probe write.

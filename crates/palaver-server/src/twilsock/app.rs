@@ -47,6 +47,8 @@ pub(crate) struct TunnelSession {
     push_credential: Option<palaver_api::sid::CredentialSid>,
     /// This session's place in the per-identity count, freed when it ends.
     _session_slot: crate::limits::SessionSlot,
+    /// Its place in `palaver_realtime_sessions`.
+    _open: crate::metrics::Open,
 }
 
 impl std::fmt::Debug for Pump {
@@ -66,16 +68,19 @@ impl TunnelSession {
             None => state.palaver.default_service().await?,
         };
         let identity = Identity::parse("identity", &token.identity)?;
-        let session_slot =
-            state.sessions.claim(service.as_str(), identity.as_str(), state.limits.max_sessions_per_identity)?;
+        let session_slot = state
+            .sessions
+            .claim(service.as_str(), identity.as_str(), state.limits.max_sessions_per_identity)
+            .inspect_err(|_| state.metrics.refused(crate::metrics::Refusal::SessionsPerIdentity))?;
         let (session, user) = UserSession::open(state.palaver.clone(), service, identity).await?;
         let (commands, received) = mpsc::channel(64);
         // The pump's links are fixed at the first request's host; until then the server's own address serves.
         let links = Links { base: public_base(&state) };
-        Pump::spawn(session.clone(), links, notifier, user.sid.to_string(), received);
+        Pump::spawn(session.clone(), links, notifier, user.sid.to_string(), received, state.metrics.clone());
         let account = state.credentials.account_sid.to_string();
         let push_credential = token.push_credential_sid.clone();
-        Ok(Self { state, session, account, commands, push_credential, _session_slot: session_slot })
+        let open = state.metrics.session_opened(crate::metrics::Api::Twilsock);
+        Ok(Self { state, session, account, commands, push_credential, _session_slot: session_slot, _open: open })
     }
 
     /// Answers one tunnelled request. Requests may arrive concurrently.

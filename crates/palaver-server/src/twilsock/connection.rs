@@ -42,7 +42,7 @@ pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     // The socket spends the request budget of the connection it was upgraded from.
-    let budget = budget.map_or_else(|| ConnectionBudget::new(state.limits.connection_rate), |b| b.0);
+    let budget = budget.map_or_else(|| ConnectionBudget::new(state.limits.connection_rate, &state.metrics), |b| b.0);
     // Tunnelled bodies are JSON (media goes over plain HTTP), so the frame limit bounds what one message can make
     // the server hold without ever cutting off what the SDK sends.
     let max_message = state.limits.max_frame_bytes;

@@ -50,6 +50,8 @@ pub(crate) struct Pump {
     /// The user's own stream (to notice leaving a conversation).
     user_stream: String,
     typing_timeout_secs: u64,
+    /// Where delivered events are counted.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Pump {
@@ -60,6 +62,7 @@ impl Pump {
         notifier: Notifier,
         user_stream: String,
         commands: mpsc::Receiver<Command>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) {
         // Subscribed before anything is read, so that nothing committed from now on is missed.
         let feed = session.palaver().feed().subscribe();
@@ -73,6 +76,7 @@ impl Pump {
             by_stream: HashMap::new(),
             user_stream,
             typing_timeout_secs,
+            metrics,
         };
         tokio::spawn(pump.run(feed, typing, commands));
     }
@@ -201,7 +205,7 @@ impl Pump {
             };
             let count = events.len();
             for event in events.iter().filter(|e| until.is_none_or(|u| e.seq <= u)) {
-                if !self.deliver(sid, event, correlation_id).await {
+                if !self.deliver(sid, event, correlation_id, false).await {
                     return false;
                 }
             }
@@ -222,7 +226,8 @@ impl Pump {
     }
 
     /// Sends one event as `sid`'s Sync events and records it as delivered.
-    async fn deliver(&mut self, sid: &str, event: &Event, correlation_id: Option<&Value>) -> bool {
+    /// `live` for an event straight from the feed (its delivery latency is measured), not for one read back.
+    async fn deliver(&mut self, sid: &str, event: &Event, correlation_id: Option<&Value>, live: bool) -> bool {
         let Some(followed) = self.followed.get_mut(sid) else { return true };
         if event.seq <= followed.delivered {
             return true;
@@ -236,6 +241,7 @@ impl Pump {
             if !self.send(payload).await {
                 return false;
             }
+            self.metrics.event_delivered(crate::metrics::Api::Twilsock, live.then_some(event.at));
         }
         true
     }
@@ -256,7 +262,7 @@ impl Pump {
             if behind && !self.catch_up(&sid, Some(event.seq - 1), None).await {
                 return false;
             }
-            if !self.deliver(&sid, event, None).await {
+            if !self.deliver(&sid, event, None, true).await {
                 return false;
             }
         }

@@ -99,8 +99,11 @@ const REST_OPERATIONS: &[(&str, &str)] = &[
     // Palaver's own resources for operators.
     ("POST", "/palaver/v1/AccessTokens"),
     ("GET", "/palaver/v1/WebhookDeliveries"),
+    ("GET", "/palaver/v1/WebhookOutbox"),
     ("GET", "/palaver/v1/ChannelDeliveries"),
     ("GET", "/palaver/v1/WebhookOutbox"),
+    // Metrics for the operator's scraper (docs/operations.md).
+    ("GET", "/metrics"),
 ];
 
 /// Routes that are not account-credential operations, and who may call them instead.

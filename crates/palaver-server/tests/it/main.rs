@@ -11,6 +11,7 @@ mod limits;
 mod media;
 mod messages;
 mod observer;
+mod operations;
 mod participants;
 mod push;
 mod realtime;
