@@ -208,10 +208,10 @@ pub fn backoff(attempts: u32) -> Duration {
 ///
 /// # Planning on several nodes
 ///
-/// Each node's dispatcher reads the log after its own `cursor` and keeps `saved_cursor`, the stored cursor
-/// as the store last reported it; each batch it writes covers the log range `(saved_cursor, cursor]` and is
-/// offered with [`Store::enqueue_webhooks`]`(deliveries, saved_cursor, cursor, …)`, which adds it only if the
-/// stored cursor has not passed `saved_cursor`, and answers with the stored cursor. No event is planned
+/// Each node's dispatcher reads the log after its own position `read` and keeps `saved`, the stored cursor
+/// as the store last reported it (both in a [`PlanningCursor`]); each batch it writes covers the log range
+/// `(saved, read]` and is offered with [`Store::enqueue_webhooks`]`(deliveries, saved, read, …)`, which adds
+/// it only if the stored cursor has not passed `saved`, and answers with the stored cursor. No event is planned
 /// twice, and none is skipped:
 ///
 /// - The stored cursor `C` never goes back, and every range `(from, to]` that enters the outbox starts at the
@@ -224,7 +224,7 @@ pub fn backoff(attempts: u32) -> Duration {
 ///   `to` returned every event with an id in `(from, to]`.
 /// - A refused batch adds nothing; its node drops it and goes on from the answered cursor, which an accepted
 ///   batch reached (another node's, or this node's own whose answer was lost to an error after its commit:
-///   offered again from the old `saved_cursor`, it is refused). So each event it dropped is either below
+///   offered again from the old stored cursor, it is refused). So each event it dropped is either below
 ///   the answer, planned once already, or above it, and read and offered again.
 ///
 /// An empty batch (nothing to send) is saved only every couple of seconds, since the cursor is then only a
@@ -243,61 +243,21 @@ pub async fn run_dispatcher(
     // How far this node has read the log, and where the batch it is building starts: the stored cursor as
     // last seen (see the planning rule above).
     let mut cursor = match store.webhook_cursor().await {
-        Ok(cursor) => cursor,
+        Ok(cursor) => PlanningCursor::new(cursor),
         Err(err) => {
             tracing::error!(%err, "cannot read the webhook cursor; webhooks are off");
             return;
         }
     };
-    let mut saved_cursor = cursor;
-    let mut saved_at = Instant::now();
     // Whether the outbox may hold entries; false once it was seen empty and nothing was added since, so an
     // idle server does not query it on every event. Another node's planning (learnt from a refused batch)
     // counts as an addition: this node helps send, and takes over the entries if that node dies.
     let mut outbox_pending = true;
     loop {
-        match plan(&store, &config, &account_sid, &mut cursor).await {
-            Ok(Some(deliveries)) => {
-                match store.enqueue_webhooks(deliveries, saved_cursor, cursor, OffsetDateTime::now_utc()).await {
-                    Ok(stored) => {
-                        if stored != cursor {
-                            tracing::debug!(
-                                from = saved_cursor,
-                                to = cursor,
-                                stored,
-                                "these events were planned already, by another node"
-                            );
-                        }
-                        cursor = stored;
-                        saved_cursor = stored;
-                        saved_at = Instant::now();
-                        outbox_pending = true;
-                    }
-                    Err(err) => {
-                        tracing::warn!(%err, "could not write the webhook outbox; retrying");
-                        cursor = saved_cursor;
-                    }
-                }
-            }
-            Ok(None) => {
-                // Nothing to send: the cursor is only a hint then, so it is saved now and then, not per event.
-                if cursor != saved_cursor && saved_at.elapsed() > Duration::from_secs(2) {
-                    let saved = store.enqueue_webhooks(Vec::new(), saved_cursor, cursor, OffsetDateTime::now_utc());
-                    if let Ok(stored) = saved.await {
-                        if stored != cursor {
-                            outbox_pending = true;
-                        }
-                        cursor = stored;
-                        saved_cursor = stored;
-                    }
-                    saved_at = Instant::now();
-                }
-            }
-            Err(err) => {
-                // The read may have stopped part-way, after moving `cursor` past events it then dropped.
-                tracing::warn!(%err, "could not plan webhooks; retrying");
-                cursor = saved_cursor;
-            }
+        let planned = plan(&store, &config, &account_sid, &mut cursor.read).await;
+        let enqueue = |deliveries, from, to| store.enqueue_webhooks(deliveries, from, to, OffsetDateTime::now_utc());
+        if cursor.offer(planned, "webhook", enqueue).await {
+            outbox_pending = true;
         }
         let mut wait = Duration::from_secs(1);
         if outbox_pending {
@@ -314,6 +274,83 @@ pub async fn run_dispatcher(
         if !wait_for_work(&mut wakeups, wait, &mut shutdown).await {
             return;
         }
+    }
+}
+
+/// How far a planner (webhooks, push) has read the event log, and what it last saw stored: the bookkeeping of
+/// the planning rule at [`run_dispatcher`], shared by every outbox planned from the log.
+pub(crate) struct PlanningCursor {
+    /// How far this node has read; the batch being built covers `(saved, read]`.
+    pub(crate) read: i64,
+    /// The stored cursor as last seen.
+    saved: i64,
+    saved_at: Instant,
+}
+
+impl PlanningCursor {
+    /// Starts from the stored cursor.
+    pub(crate) fn new(stored: i64) -> Self {
+        Self { read: stored, saved: stored, saved_at: Instant::now() }
+    }
+
+    /// Offers a planning step's outcome to the store through `enqueue(batch, from, to)`, which answers the
+    /// stored cursor; true when the outbox may have gained entries (this node's or another node's). A failed
+    /// read or write goes back to the stored cursor, to be read again. An empty batch is saved only every
+    /// couple of seconds, since the cursor is then only a hint.
+    pub(crate) async fn offer<T, Fut>(
+        &mut self,
+        planned: palaver_core::Result<Option<Vec<T>>>,
+        what: &str,
+        enqueue: impl FnOnce(Vec<T>, i64, i64) -> Fut,
+    ) -> bool
+    where
+        Fut: std::future::Future<Output = palaver_core::Result<i64>>,
+    {
+        match planned {
+            Ok(Some(batch)) => match enqueue(batch, self.saved, self.read).await {
+                Ok(stored) => {
+                    if stored != self.read {
+                        tracing::debug!(
+                            from = self.saved,
+                            to = self.read,
+                            stored,
+                            "{what} events were planned already, by another node"
+                        );
+                    }
+                    self.moved_to(stored);
+                    true
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "could not write the {what} outbox; retrying");
+                    self.read = self.saved;
+                    false
+                }
+            },
+            Ok(None) => {
+                if self.read == self.saved || self.saved_at.elapsed() <= Duration::from_secs(2) {
+                    return false;
+                }
+                let mut added = false;
+                if let Ok(stored) = enqueue(Vec::new(), self.saved, self.read).await {
+                    added = stored != self.read;
+                    self.moved_to(stored);
+                }
+                self.saved_at = Instant::now();
+                added
+            }
+            Err(err) => {
+                // The read may have stopped part-way, after moving `read` past events it then dropped.
+                tracing::warn!(%err, "could not plan {what} events; retrying");
+                self.read = self.saved;
+                false
+            }
+        }
+    }
+
+    fn moved_to(&mut self, stored: i64) {
+        self.read = stored;
+        self.saved = stored;
+        self.saved_at = Instant::now();
     }
 }
 

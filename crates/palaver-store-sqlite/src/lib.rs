@@ -349,6 +349,16 @@ impl SqliteStore {
         .await
     }
 
+    /// Whether a live entry of the outbox `table` is due by `now`. Most delivery rounds find nothing due: a
+    /// read says so without queueing a write behind the others.
+    async fn outbox_has_due(&self, table: &'static str, now: OffsetDateTime) -> Result<bool> {
+        self.read(move |tx| {
+            let sql = format!("SELECT EXISTS(SELECT 1 FROM {table} WHERE dead = 0 AND next_attempt <= ?1)");
+            tx.query_row_cached(&sql, params![ms(now)], |r| r.get::<_, bool>(0)).map_err(storage)
+        })
+        .await
+    }
+
     /// Runs `f` in a read transaction (a consistent snapshot) on this thread's read connection.
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
@@ -2692,17 +2702,7 @@ impl Store for SqliteStore {
     }
 
     async fn due_webhooks(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> Result<Vec<Delivery>> {
-        // Most rounds find nothing due: a read says so without queueing a write behind the others.
-        let any_due = self
-            .read(move |tx| {
-                tx.query_row_cached(
-                    "SELECT EXISTS(SELECT 1 FROM webhook_outbox WHERE dead = 0 AND next_attempt <= ?1)",
-                    params![ms(now)],
-                    |r| r.get::<_, bool>(0),
-                )
-                .map_err(storage)
-            })
-            .await?;
+        let any_due = self.outbox_has_due("webhook_outbox", now).await?;
         if !any_due {
             return Ok(Vec::new());
         }

@@ -422,17 +422,7 @@ impl PushStore for SqliteStore {
     }
 
     async fn due_pushes(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> Result<Vec<PushJob>> {
-        // Most rounds find nothing due: a read says so without queueing a write.
-        let any_due = self
-            .read(move |tx| {
-                tx.query_row_cached(
-                    "SELECT EXISTS(SELECT 1 FROM push_outbox WHERE dead = 0 AND next_attempt <= ?1)",
-                    params![ms(now)],
-                    |r| r.get::<_, bool>(0),
-                )
-                .map_err(storage)
-            })
-            .await?;
+        let any_due = self.outbox_has_due("push_outbox", now).await?;
         if !any_due {
             return Ok(Vec::new());
         }

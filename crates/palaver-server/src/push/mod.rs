@@ -208,48 +208,18 @@ pub async fn run_push_dispatcher(
     let senders = Senders::new(settings);
     let mut wakeups = palaver.feed().subscribe();
     let mut cursor = match store.push_cursor().await {
-        Ok(cursor) => cursor,
+        Ok(cursor) => crate::webhooks::PlanningCursor::new(cursor),
         Err(err) => {
             tracing::error!(%err, "cannot read the push cursor; push notifications are off");
             return;
         }
     };
-    let mut saved_cursor = cursor;
-    let mut saved_at = Instant::now();
     let mut outbox_pending = true;
     loop {
-        match plan(&store, &mut cursor).await {
-            Ok(Some(pushes)) => {
-                match store.enqueue_pushes(pushes, saved_cursor, cursor, OffsetDateTime::now_utc()).await {
-                    Ok(stored) => {
-                        cursor = stored;
-                        saved_cursor = stored;
-                        saved_at = Instant::now();
-                        outbox_pending = true;
-                    }
-                    Err(err) => {
-                        tracing::warn!(%err, "could not write the push outbox; retrying");
-                        cursor = saved_cursor;
-                    }
-                }
-            }
-            Ok(None) => {
-                if cursor != saved_cursor && saved_at.elapsed() > Duration::from_secs(2) {
-                    let saved = store.enqueue_pushes(Vec::new(), saved_cursor, cursor, OffsetDateTime::now_utc());
-                    if let Ok(stored) = saved.await {
-                        if stored != cursor {
-                            outbox_pending = true;
-                        }
-                        cursor = stored;
-                        saved_cursor = stored;
-                    }
-                    saved_at = Instant::now();
-                }
-            }
-            Err(err) => {
-                tracing::warn!(%err, "could not plan push notifications; retrying");
-                cursor = saved_cursor;
-            }
+        let planned = plan(&store, &mut cursor.read).await;
+        let enqueue = |pushes, from, to| store.enqueue_pushes(pushes, from, to, OffsetDateTime::now_utc());
+        if cursor.offer(planned, "push", enqueue).await {
+            outbox_pending = true;
         }
         let mut wait = Duration::from_secs(1);
         if outbox_pending {
