@@ -380,7 +380,9 @@ impl<'s> Importer<'s> {
         };
         self.store.update_account_config(patch).await.map_err(|e| self.failed(e))?;
         if &self.initial_default != sid {
-            self.store.delete_service(&self.initial_default).await.map_err(|e| self.failed(e))?;
+            // The fresh server's own default service is empty: its deletion tells no one anything.
+            let (now, origin) = (OffsetDateTime::now_utc(), Origin::api(false));
+            self.store.delete_service(&self.initial_default, now, &origin).await.map_err(|e| self.failed(e))?;
             self.initial_default = sid.clone();
         }
         Ok(())

@@ -532,7 +532,9 @@ impl Palaver {
     /// # Errors
     /// When it does not exist or is the default service.
     pub async fn delete_service(&self, sid: &ServiceSid) -> Result<()> {
-        self.store.delete_service(sid).await
+        self.store.delete_service(sid, self.now(), &self.origin).await?;
+        self.access_changed();
+        Ok(())
     }
 
     /// Changes a service's configuration; the roles must exist in the service and be of the right kind.

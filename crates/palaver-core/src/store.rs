@@ -453,8 +453,10 @@ pub trait Store: crate::push::PushStore + Send + Sync + std::fmt::Debug + 'stati
     async fn get_service(&self, sid: &ServiceSid) -> Result<Service>;
     /// Services, oldest first.
     async fn list_services(&self, page: PageQuery) -> Result<Page<Service>>;
-    /// Deletes a service and everything in it. The default service cannot be deleted.
-    async fn delete_service(&self, sid: &ServiceSid) -> Result<()>;
+    /// Deletes a service and everything in it. The default service cannot be deleted. Each conversation's
+    /// removal is an event (`conversation.removed`, and `user.conversation_left` for its chat users), as for
+    /// [`Store::delete_conversation`].
+    async fn delete_service(&self, sid: &ServiceSid, now: OffsetDateTime, origin: &Origin) -> Result<()>;
     /// Changes a service's configuration.
     async fn update_service_config(&self, sid: &ServiceSid, patch: ServiceConfigPatch) -> Result<Service>;
 

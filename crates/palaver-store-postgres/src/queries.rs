@@ -490,6 +490,31 @@ pub(crate) async fn renamed_participant(
     Ok(())
 }
 
+/// Deletes a conversation (locked by the caller) and everything in it, telling its chat participants' users
+/// they left and its listeners that it is gone. The SQLite store's `remove_conversation`.
+pub(crate) async fn remove_conversation(
+    tx: &mut Tx,
+    service: &ServiceSid,
+    id: i64,
+    current: &Conversation,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let participants = tx
+        .query(&format!("SELECT {PARTICIPANT_COLUMNS} FROM participants p WHERE p.conversation_id = $1"), &[&id])
+        .await?
+        .iter()
+        .map(|r| participant(r, 0).map(|(_, p)| p))
+        .collect::<Result<Vec<_>>>()?;
+    for p in &participants {
+        user_left(tx, service, current, p, now).await?;
+    }
+    delete_conversation_rows(tx, id).await?;
+    let sid = current.sid.as_str();
+    tx.append_event(sid, EventKind::ConversationRemoved, sid, event::conversation_snapshot(current).to_string(), now)
+        .await?;
+    Ok(())
+}
+
 pub(crate) async fn delete_conversation_rows(tx: &Tx, conv_id: i64) -> Result<()> {
     for sql in [
         "DELETE FROM messages WHERE conversation_id = $1",

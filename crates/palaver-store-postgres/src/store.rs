@@ -131,21 +131,27 @@ impl Store for PostgresStore {
         tx.finish(r).await
     }
 
-    async fn delete_service(&self, sid: &ServiceSid) -> Result<()> {
-        let tx = self.write(&Origin::system(), "").await?;
+    async fn delete_service(&self, sid: &ServiceSid, now: OffsetDateTime, origin: &Origin) -> Result<()> {
+        let mut tx = self.write(origin, sid.as_str()).await?;
         let r = async {
             find_service(&tx, sid).await?;
             if read_account_config(&tx).await?.is_some_and(|c| &c.default_service_sid == sid) {
                 return Err(Error::Conflict(Conflict::InUse("the default service cannot be deleted".into())));
             }
-            let ids =
-                tx.query("SELECT id FROM conversations WHERE service_sid = $1 FOR UPDATE", &[&sid.as_str()]).await?;
+            let ids = tx
+                .query("SELECT id FROM conversations WHERE service_sid = $1 ORDER BY id FOR UPDATE", &[&sid.as_str()])
+                .await?;
+            // Users are told before they go, so that their open sessions drop the conversations.
             for row in ids {
-                delete_conversation_rows(&tx, get(&row, 0)?).await?;
+                let id: i64 = get(&row, 0)?;
+                let current = conversation_by_id(&tx, id).await?;
+                remove_conversation(&mut tx, sid, id, &current, now).await?;
             }
             for sql in [
                 "DELETE FROM users WHERE service_sid = $1",
                 "DELETE FROM roles WHERE service_sid = $1",
+                "DELETE FROM push_bindings WHERE service_sid = $1",
+                "DELETE FROM push_settings WHERE service_sid = $1",
                 "DELETE FROM services WHERE sid = $1",
             ] {
                 tx.execute(sql, &[&sid.as_str()]).await?;
@@ -421,29 +427,7 @@ impl Store for PostgresStore {
         let mut tx = self.write(origin, service.as_str()).await?;
         let r = async {
             let (id, current) = lock_conversation(&tx, service, conv).await?;
-            let participants = tx
-                .query(
-                    &format!("SELECT {PARTICIPANT_COLUMNS} FROM participants p WHERE p.conversation_id = $1"),
-                    &[&id],
-                )
-                .await?
-                .iter()
-                .map(|r| participant(r, 0).map(|(_, p)| p))
-                .collect::<Result<Vec<_>>>()?;
-            for p in &participants {
-                user_left(&mut tx, service, &current, p, now).await?;
-            }
-            delete_conversation_rows(&tx, id).await?;
-            let sid = current.sid.as_str();
-            tx.append_event(
-                sid,
-                EventKind::ConversationRemoved,
-                sid,
-                event::conversation_snapshot(&current).to_string(),
-                now,
-            )
-            .await?;
-            Ok(())
+            remove_conversation(&mut tx, service, id, &current, now).await
         }
         .await;
         tx.finish(r).await

@@ -978,6 +978,34 @@ fn user_left(
     Ok(())
 }
 
+/// Deletes a conversation and everything in it, telling its chat participants' users they left and its
+/// listeners that it is gone.
+fn remove_conversation(
+    tx: &Connection,
+    service: &ServiceSid,
+    id: i64,
+    current: &Conversation,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let participants: Vec<Participant> = tx
+        .prepare_cached(&format!("SELECT {PARTICIPANT_COLUMNS} FROM participants p WHERE p.conversation_id = ?1"))
+        .and_then(|mut s| s.query_map(params![id], |r| participant(r, 0).map(|(_, p)| p))?.collect())
+        .map_err(storage)?;
+    for p in &participants {
+        user_left(tx, service, current, p, now)?;
+    }
+    delete_conversation_rows(tx, id)?;
+    append_event(
+        tx,
+        current.sid.as_str(),
+        EventKind::ConversationRemoved,
+        current.sid.as_str(),
+        &event::conversation_snapshot(current),
+        now,
+    )?;
+    Ok(())
+}
+
 fn delete_conversation_rows(tx: &Connection, conv_id: i64) -> Result<()> {
     for sql in [
         "DELETE FROM messages WHERE conversation_id = ?1",
@@ -1250,24 +1278,27 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_service(&self, sid: &ServiceSid) -> Result<()> {
+    async fn delete_service(&self, sid: &ServiceSid, now: OffsetDateTime, origin: &Origin) -> Result<()> {
         let sid = sid.clone();
-        self.write(move |tx| {
+        self.write_as(origin.clone(), sid.to_string(), move |tx| {
             find_service(tx, &sid)?;
             let config = read_account_config(tx)?;
             if config.is_some_and(|c| c.default_service_sid == sid) {
                 return Err(Error::Conflict(Conflict::InUse("the default service cannot be deleted".into())));
             }
-            let ids: Vec<i64> = tx
-                .prepare("SELECT id FROM conversations WHERE service_sid = ?1")
-                .and_then(|mut s| s.query_map(params![sid.as_str()], |r| r.get(0))?.collect())
+            let conversations: Vec<(i64, Conversation)> = tx
+                .prepare(&format!("SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.service_sid = ?1"))
+                .and_then(|mut s| s.query_map(params![sid.as_str()], |r| conversation(r, 0))?.collect())
                 .map_err(storage)?;
-            for id in ids {
-                delete_conversation_rows(tx, id)?;
+            // Users are told before they go, so that their open sessions drop the conversations.
+            for (id, current) in &conversations {
+                remove_conversation(tx, &sid, *id, current, now)?;
             }
             for sql in [
                 "DELETE FROM users WHERE service_sid = ?1",
                 "DELETE FROM roles WHERE service_sid = ?1",
+                "DELETE FROM push_bindings WHERE service_sid = ?1",
+                "DELETE FROM push_settings WHERE service_sid = ?1",
                 "DELETE FROM services WHERE sid = ?1",
             ] {
                 tx.execute_cached(sql, params![sid.as_str()]).map_err(storage)?;
@@ -1535,25 +1566,7 @@ impl Store for SqliteStore {
         let (service, conv) = (service.clone(), conv.clone());
         self.write_as(origin.clone(), service.to_string(), move |tx| {
             let (id, current) = find_conversation(tx, &service, &conv)?;
-            let participants: Vec<Participant> = tx
-                .prepare_cached(&format!(
-                    "SELECT {PARTICIPANT_COLUMNS} FROM participants p WHERE p.conversation_id = ?1"
-                ))
-                .and_then(|mut s| s.query_map(params![id], |r| participant(r, 0).map(|(_, p)| p))?.collect())
-                .map_err(storage)?;
-            for p in &participants {
-                user_left(tx, &service, &current, p, now)?;
-            }
-            delete_conversation_rows(tx, id)?;
-            append_event(
-                tx,
-                current.sid.as_str(),
-                EventKind::ConversationRemoved,
-                current.sid.as_str(),
-                &event::conversation_snapshot(&current),
-                now,
-            )?;
-            Ok(())
+            remove_conversation(tx, &service, id, &current, now)
         })
         .await
     }

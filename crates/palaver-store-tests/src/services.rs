@@ -139,7 +139,26 @@ pub async fn services_are_created_listed_updated_and_deleted(factory: &dyn Store
     let conversation = in_a.conversation().await;
     in_a.join(&conversation, "alice").await;
     let kept = world.conversation().await;
-    world.store.delete_service(&a.sid).await.unwrap();
+    let alice = in_a.store.get_user(&a.sid, &UserRef::Identity("alice".into())).await.unwrap();
+    let before = world.log_position().await;
+    world.store.delete_service(&a.sid, at(3), &api()).await.unwrap();
+    // Its listeners hear of it as of a conversation's deletion: the conversation is gone, its users left.
+    let told: Vec<_> = world
+        .store
+        .read_log(before, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.stream, e.kind, e.subject, e.service_sid))
+        .collect();
+    let (conversation_sid, service_sid) = (conversation.sid.to_string(), a.sid.to_string());
+    assert_eq!(
+        told,
+        [
+            (alice.sid.to_string(), EventKind::UserConversationLeft, conversation_sid.clone(), service_sid.clone()),
+            (conversation_sid.clone(), EventKind::ConversationRemoved, conversation_sid, service_sid),
+        ]
+    );
     assert_fails(world.store.get_service(&a.sid).await, |e| matches!(e, Error::NotFound { .. }));
     assert_fails(world.store.get_conversation(&a.sid, &by_sid(&conversation)).await, |e| {
         matches!(e, Error::NotFound { .. })
@@ -152,14 +171,14 @@ pub async fn services_are_created_listed_updated_and_deleted(factory: &dyn Store
     let sids: Vec<_> =
         world.store.list_services(first_page(50)).await.unwrap().items.into_iter().map(|s| s.sid).collect();
     assert_eq!(sids, [world.service.clone(), b.sid]);
-    assert_fails(world.store.delete_service(&a.sid).await, |e| matches!(e, Error::NotFound { .. }));
+    assert_fails(world.store.delete_service(&a.sid, at(4), &api()).await, |e| matches!(e, Error::NotFound { .. }));
 }
 
 /// The default service cannot be deleted, and the refusal leaves it whole.
 pub async fn the_default_service_cannot_be_deleted(factory: &dyn StoreFactory) {
     let world = world(factory).await;
     let conversation = world.conversation().await;
-    assert_fails(world.store.delete_service(&world.service).await, |e| {
+    assert_fails(world.store.delete_service(&world.service, at(4), &api()).await, |e| {
         matches!(e, Error::Conflict(Conflict::InUse(_)))
     });
     assert_eq!(world.store.get_service(&world.service).await.unwrap().sid, world.service);
@@ -175,8 +194,10 @@ pub async fn the_default_service_cannot_be_deleted(factory: &dyn StoreFactory) {
         })
         .await
         .unwrap();
-    world.store.delete_service(&world.service).await.unwrap();
-    assert_fails(world.store.delete_service(&other.sid).await, |e| matches!(e, Error::Conflict(Conflict::InUse(_))));
+    world.store.delete_service(&world.service, at(4), &api()).await.unwrap();
+    assert_fails(world.store.delete_service(&other.sid, at(4), &api()).await, |e| {
+        matches!(e, Error::Conflict(Conflict::InUse(_)))
+    });
 }
 
 /// Roles are created, listed after the default ones, updated, and deleted unless a service default uses them.

@@ -178,13 +178,22 @@ impl TestServer {
 
     /// An access token for `identity` valid for `ttl_secs` seconds (negative for an expired one).
     pub fn access_token_with_ttl(&self, identity: &str, ttl_secs: i64) -> String {
+        self.mint(identity, None, ttl_secs)
+    }
+
+    /// An access token for `identity` in `service`, valid for an hour.
+    pub fn access_token_in_service(&self, identity: &str, service: &palaver_api::sid::ServiceSid) -> String {
+        self.mint(identity, Some(service), 3600)
+    }
+
+    fn mint(&self, identity: &str, service_sid: Option<&palaver_api::sid::ServiceSid>, ttl_secs: i64) -> String {
         let (key_sid, secret) = self.api_key.as_ref().expect("the server has started");
         palaver_server::token::mint(&palaver_server::token::MintRequest {
             key_sid,
             key_secret: secret,
             account_sid: &self.account_sid,
             identity,
-            service_sid: None,
+            service_sid,
             ttl_secs,
         })
     }

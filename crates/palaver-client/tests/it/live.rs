@@ -212,3 +212,39 @@ async fn rest_changes_reach_clients_live() {
     assert_eq!(after.friendly_name().as_deref(), Some("renamed by the API"));
     assert_eq!(conversation.links().self_url, base);
 }
+
+#[tokio::test]
+async fn deleting_a_service_removes_its_conversations_from_its_clients() {
+    let server = TestServer::spawn().await;
+    let http = reqwest::Client::new();
+    let auth = (server.account_sid().to_string(), Some(server.auth_token().to_string()));
+    let created: serde_json::Value = http
+        .post(format!("{}/v1/Services", server.url()))
+        .basic_auth(&auth.0, auth.1.as_ref())
+        .form(&[("FriendlyName", "Tenant B")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let service = palaver_api::sid::ServiceSid::parse(created["sid"].as_str().expect("a service SID")).unwrap();
+    let token = server.access_token_in_service("alice", &service);
+    let alice = palaver_client::Client::connect_with(crate::support::options(server.ws_url(), token)).await.unwrap();
+    let conversation = conversation_with(&alice, "in tenant B", &[]).await;
+    let mut removed = Recorder::new(&conversation.events(), ConversationEventName::Removed);
+    let mut client_removed = Recorder::new(&alice.events(), ClientEventName::ConversationRemoved);
+    let mut left = Recorder::new(&alice.events(), ClientEventName::ConversationLeft);
+
+    let response = http
+        .delete(format!("{}/v1/Services/{service}", server.url()))
+        .basic_auth(&auth.0, auth.1.as_ref())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    removed.next().await;
+    let ClientEvent::ConversationRemoved(gone) = client_removed.next().await else { unreachable!() };
+    assert_eq!(gone.sid(), conversation.sid());
+    left.next().await;
+}

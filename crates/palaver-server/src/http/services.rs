@@ -14,6 +14,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::form::FormFields;
 use crate::paging::ListQuery;
 use crate::resources;
+use crate::scope::Scope;
 
 fn service_sid(raw: &str) -> ApiResult<ServiceSid> {
     ServiceSid::parse(raw).map_err(|_| ApiError::not_found(format!("/Services/{raw}")))
@@ -50,8 +51,8 @@ pub(crate) async fn fetch(
 }
 
 /// DELETE /v1/Services/{Sid}
-pub(crate) async fn delete(State(state): State<AppState>, Path(sid): Path<String>) -> ApiResult<Response> {
-    state.palaver.delete_service(&service_sid(&sid)?).await?;
+pub(crate) async fn delete(scope: Scope) -> ApiResult<Response> {
+    scope.palaver.delete_service(&scope.service).await?;
     Ok(deleted())
 }
 

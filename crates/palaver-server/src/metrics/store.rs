@@ -76,7 +76,7 @@ metered! {
     Write create_service(new: NewService) -> Result<Service>;
     Read get_service(sid: &ServiceSid) -> Result<Service>;
     Read list_services(page: PageQuery) -> Result<Page<Service>>;
-    Write delete_service(sid: &ServiceSid) -> Result<()>;
+    Write delete_service(sid: &ServiceSid, now: OffsetDateTime, origin: &Origin) -> Result<()>;
     Write update_service_config(sid: &ServiceSid, patch: ServiceConfigPatch) -> Result<Service>;
     Write create_conversation(new: NewConversation, participants: Vec<NewParticipant>, origin: &Origin) -> Result<(Conversation, Vec<Participant>)>;
     Read get_conversation(service: &ServiceSid, conv: &ConversationRef) -> Result<Conversation>;
