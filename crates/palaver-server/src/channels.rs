@@ -326,7 +326,7 @@ pub async fn run_channel_dispatcher(
     }
     tokio::pin!(shutdown);
     let store = palaver.store().clone();
-    let mut wakeups = palaver.feed().subscribe();
+    let mut wakeups = crate::webhooks::Wakeups::new(palaver.feed().subscribe());
     loop {
         send_due(&store, &channels, gateway.as_ref(), mail.as_ref(), &metrics).await;
         let wait = match store.next_channel_job_due(&channels).await {
@@ -334,7 +334,7 @@ pub async fn run_channel_dispatcher(
             _ => Duration::from_secs(5),
         }
         .min(Duration::from_secs(5));
-        if !crate::webhooks::wait_for_work(&mut wakeups, wait, &mut shutdown).await {
+        if !wakeups.wait(wait, &mut shutdown).await {
             return;
         }
     }

@@ -239,7 +239,7 @@ pub async fn run_dispatcher(
 ) {
     tokio::pin!(shutdown);
     let store = palaver.store().clone();
-    let mut wakeups = palaver.feed().subscribe();
+    let mut wakeups = Wakeups::new(palaver.feed().subscribe());
     // How far this node has read the log, and where the batch it is building starts: the stored cursor as
     // last seen (see the planning rule above).
     let mut cursor = match store.webhook_cursor().await {
@@ -271,7 +271,7 @@ pub async fn run_dispatcher(
                 Err(_) => {}
             }
         }
-        if !wait_for_work(&mut wakeups, wait, &mut shutdown).await {
+        if !wakeups.wait(wait, &mut shutdown).await {
             return;
         }
     }
@@ -354,24 +354,52 @@ impl PlanningCursor {
     }
 }
 
-/// Waits until new events are committed, `wait` has passed or `shutdown` completes (then false). One wake-up
-/// serves every event that arrived meanwhile, so a burst costs one round of the caller's loop.
-pub(crate) async fn wait_for_work<T: Clone>(
-    wakeups: &mut tokio::sync::broadcast::Receiver<T>,
-    wait: Duration,
-    shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-) -> bool {
-    if wait.is_zero() {
-        tokio::task::yield_now().await;
-        return true;
+/// The wake-ups of a background worker (webhook and push planners, channel sender): commits of the live feed.
+pub(crate) struct Wakeups<T> {
+    receiver: tokio::sync::broadcast::Receiver<T>,
+    last_round: Instant,
+}
+
+/// The shortest time between two rounds that commits start. A round reads the store a few times; under a
+/// stream of commits, one round per commit would cost more than the commits themselves (on PostgreSQL each
+/// read is a round trip), while a hundredth of a second is nothing to a webhook or a push notification.
+const MIN_ROUND_GAP: Duration = Duration::from_millis(10);
+
+impl<T: Clone> Wakeups<T> {
+    /// Listens to `receiver` (the live feed).
+    pub(crate) fn new(receiver: tokio::sync::broadcast::Receiver<T>) -> Self {
+        Self { receiver, last_round: Instant::now() }
     }
-    tokio::select! {
-        () = shutdown.as_mut() => false,
-        _ = wakeups.recv() => {
-            while wakeups.try_recv().is_ok() {}
-            true
+
+    /// Waits until new events are committed, `wait` has passed or `shutdown` completes (then false). One
+    /// wake-up serves every event that arrived meanwhile, and rounds woken by commits are at least
+    /// [`MIN_ROUND_GAP`] apart, so a burst or a steady stream costs a bounded number of rounds.
+    pub(crate) async fn wait(
+        &mut self,
+        wait: Duration,
+        shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> bool {
+        if wait.is_zero() {
+            tokio::task::yield_now().await;
+            self.last_round = Instant::now();
+            return true;
         }
-        () = tokio::time::sleep(wait) => true,
+        tokio::select! {
+            () = shutdown.as_mut() => return false,
+            _ = self.receiver.recv() => {
+                let since = self.last_round.elapsed();
+                if since < MIN_ROUND_GAP {
+                    tokio::select! {
+                        () = shutdown.as_mut() => return false,
+                        () = tokio::time::sleep(MIN_ROUND_GAP - since) => {}
+                    }
+                }
+                while self.receiver.try_recv().is_ok() {}
+            }
+            () = tokio::time::sleep(wait) => {}
+        }
+        self.last_round = Instant::now();
+        true
     }
 }
 

@@ -206,7 +206,7 @@ pub async fn run_push_dispatcher(
     let store = palaver.store().clone();
     let lease = settings.lease();
     let senders = Senders::new(settings);
-    let mut wakeups = palaver.feed().subscribe();
+    let mut wakeups = crate::webhooks::Wakeups::new(palaver.feed().subscribe());
     let mut cursor = match store.push_cursor().await {
         Ok(cursor) => crate::webhooks::PlanningCursor::new(cursor),
         Err(err) => {
@@ -238,7 +238,7 @@ pub async fn run_push_dispatcher(
                 Err(_) => {}
             }
         }
-        if !crate::webhooks::wait_for_work(&mut wakeups, wait, &mut shutdown).await {
+        if !wakeups.wait(wait, &mut shutdown).await {
             return;
         }
     }
