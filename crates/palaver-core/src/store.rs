@@ -395,6 +395,19 @@ pub struct NewRole {
     pub now: OffsetDateTime,
 }
 
+/// A connection pool's state ([`Store::connection_pool`]), for operators' metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Connections the pool opens at most.
+    pub max: usize,
+    /// Connections open now.
+    pub open: usize,
+    /// Open connections no one is using.
+    pub idle: usize,
+    /// Operations waiting for a connection.
+    pub waiting: usize,
+}
+
 /// How much work waits in the two outboxes ([`Store::outbox_depths`]), for operators' metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutboxDepths {
@@ -430,6 +443,12 @@ pub trait Store: crate::push::PushStore + Send + Sync + std::fmt::Debug + 'stati
     /// The events this process commits, as each write commits them (in log order), for relaying to the other
     /// nodes of a cluster. `None` for stores only one process can write to (the default).
     fn committed_here(&self) -> Option<tokio::sync::broadcast::Receiver<std::sync::Arc<Vec<Event>>>> {
+        None
+    }
+
+    /// The state of the store's connection pool, for stores that pool connections to a database server
+    /// (`None` for the others, the default).
+    fn connection_pool(&self) -> Option<PoolStatus> {
         None
     }
 

@@ -40,6 +40,11 @@ impl Store for PostgresStore {
         Some(self.committed.subscribe())
     }
 
+    fn connection_pool(&self) -> Option<PoolStatus> {
+        let status = self.pool.status();
+        Some(PoolStatus { max: status.max_size, open: status.size, idle: status.available, waiting: status.waiting })
+    }
+
     async fn check_writable(&self) -> Result<()> {
         let tx = self.write(&Origin::system(), "").await?;
         let r = tx.execute("SELECT 1", &[]).await.map(drop);

@@ -173,4 +173,10 @@ async fn store_operations_are_timed_on_postgresql_too() {
     assert!(metrics.sum("palaver_db_operation_duration_seconds_count", &[("operation", "outbox_depths")]) >= 1.0);
     assert_eq!(metrics.sum("palaver_sqlite_group_commit_writes_count", &[]), 0.0, "no SQLite here");
     assert_eq!(metrics.sum("palaver_webhook_outbox", &[("state", "pending")]), 0.0);
+    // The pool: at least the connection the scrape's own reads used is open, and none is over the maximum.
+    let open = metrics.sum("palaver_db_pool_connections", &[]);
+    let max = metrics.sum("palaver_db_pool_max_connections", &[]);
+    assert!(open >= 1.0 && open <= max, "open {open} of {max}");
+    assert!(text.contains("palaver_db_pool_connections{state=\"idle\"}"), "{text}");
+    assert_eq!(metrics.sum("palaver_db_pool_waiting", &[]), 0.0);
 }

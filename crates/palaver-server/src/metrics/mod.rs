@@ -174,6 +174,9 @@ pub struct Metrics {
     delivered_by_api: [(Counter, Histogram); 2],
     webhook_outbox: Family<StateLabels, Gauge>,
     webhook_backlog: Gauge,
+    db_pool_connections: Family<StateLabels, Gauge>,
+    db_pool_max: Gauge,
+    db_pool_waiting: Gauge,
     webhook_attempts: Family<OutcomeLabels, Counter>,
     channel_outbox: Family<ChannelLabels, Gauge>,
     channel_attempts: Family<ChannelOutcomeLabels, Counter>,
@@ -205,6 +208,9 @@ impl Metrics {
             delivered_by_api: [Counter::default(), Counter::default()].map(|c| (c, latency_histogram())),
             webhook_outbox: Family::default(),
             webhook_backlog: Gauge::default(),
+            db_pool_connections: Family::default(),
+            db_pool_max: Gauge::default(),
+            db_pool_waiting: Gauge::default(),
             webhook_attempts: Family::default(),
             channel_outbox: Family::default(),
             channel_attempts: Family::default(),
@@ -287,6 +293,21 @@ impl Metrics {
             "db_operation_errors",
             "Store operations that failed, expected refusals (not found, conflicts) included",
             metrics.db_errors.clone(),
+        );
+        registry.register(
+            "db_pool_connections",
+            "PostgreSQL connections of this node's pool: busy (lent to an operation) or idle",
+            metrics.db_pool_connections.clone(),
+        );
+        registry.register(
+            "db_pool_max_connections",
+            "PostgreSQL connections this node's pool opens at most",
+            metrics.db_pool_max.clone(),
+        );
+        registry.register(
+            "db_pool_waiting",
+            "Store operations waiting for a PostgreSQL connection of this node's pool",
+            metrics.db_pool_waiting.clone(),
         );
         registry.register(
             "sqlite_group_commit_writes",
@@ -440,6 +461,13 @@ impl Metrics {
             self.rate_limited.get_or_create(&LimitLabels { limit }).inner().store(refused, Ordering::Relaxed);
         }
         let store = palaver.store();
+        if let Some(pool) = store.connection_pool() {
+            let idle = pool.idle.min(pool.open);
+            self.db_pool_connections.get_or_create(&StateLabels { state: "busy" }).set(count(pool.open - idle));
+            self.db_pool_connections.get_or_create(&StateLabels { state: "idle" }).set(count(idle));
+            self.db_pool_max.set(count(pool.max));
+            self.db_pool_waiting.set(count(pool.waiting));
+        }
         // A scrape must answer even while the database does not: the figures it could not read are left as
         // they were last read.
         let read = async {
@@ -468,6 +496,10 @@ impl Metrics {
 const SCRAPE_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn gauge(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+fn count(count: usize) -> i64 {
     i64::try_from(count).unwrap_or(i64::MAX)
 }
 

@@ -68,6 +68,10 @@ metered! {
         fn committed_here(&self) -> Option<tokio::sync::broadcast::Receiver<Arc<Vec<Event>>>> {
             self.inner.committed_here()
         }
+
+        fn connection_pool(&self) -> Option<PoolStatus> {
+            self.inner.connection_pool()
+        }
     }
     Write check_writable() -> Result<()>;
     Write bootstrap(default_service: NewService) -> Result<AccountConfig>;
