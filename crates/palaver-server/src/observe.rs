@@ -30,6 +30,13 @@ pub(crate) fn current_request_id() -> Option<Arc<str>> {
     REQUEST_ID.try_with(Arc::clone).ok()
 }
 
+/// A span for a WebSocket session of `api` upgraded from the request being handled: the session outlives its
+/// upgrade request's span, and its log lines carry that request's id in this one instead.
+pub(crate) fn session_span(api: &'static str) -> tracing::Span {
+    let request_id = current_request_id().unwrap_or_else(|| Arc::from(""));
+    tracing::info_span!(parent: None, "session", api, request_id = %request_id)
+}
+
 /// The caller's id when it is 1 to 128 visible ASCII characters without quotes or backslashes (so that it is
 /// safe in a header, a log line and JSON); otherwise none.
 fn accepted_request_id(given: &HeaderValue) -> Option<&str> {

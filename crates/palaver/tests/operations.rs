@@ -80,20 +80,33 @@ async fn json_log_lines_carry_the_request_id() {
         }
     });
     let mut seen = Vec::new();
-    let line = loop {
+    let mut line_of = |request_id: &str| loop {
         let raw = received
             .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("no log line of the request among {seen:?}"));
+            .unwrap_or_else(|_| panic!("no log line of request {request_id} among {seen:?}"));
         let parsed: Value = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{e}: not JSON: {raw}"));
-        if parsed["span"]["request_id"] == "log-test-7" {
+        if parsed["span"]["request_id"] == request_id {
             break parsed;
         }
         seen.push(raw);
     };
+    let line = line_of("log-test-7");
     assert_eq!(line["level"], "INFO", "{line}");
     assert_eq!(line["fields"]["status"], 401, "{line}");
     assert_eq!(line["span"]["route"], "/v1/Conversations", "{line}");
     assert!(line["timestamp"].as_str().is_some(), "{line}");
+
+    // A WebSocket session outlives its upgrade request; its lines carry that request's id in a span of their own.
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut upgrade = format!("{}/v3/wsconnect", served.url.replacen("http", "ws", 1)).into_client_request().unwrap();
+    upgrade.headers_mut().insert("X-Request-Id", "log-test-ws".parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(upgrade).await.unwrap();
+    socket.send(tokio_tungstenite::tungstenite::Message::Text("not a twilsock frame".into())).await.unwrap();
+    let line = line_of("log-test-ws");
+    assert_eq!(line["span"]["name"], "session", "{line}");
+    assert_eq!(line["span"]["api"], "twilsock", "{line}");
+    assert_eq!(line["level"], "WARN", "{line}");
 }
 
 #[tokio::test]

@@ -30,11 +30,13 @@ pub(crate) async fn upgrade(
     let budget =
         budget.map_or_else(|| ConnectionBudget::new(state.limits.connection_rate, &state.metrics), |Extension(b)| b);
     let max_frame = state.limits.max_frame_bytes;
+    // Made here, while the upgrade request's id is known: the session runs in a task of its own.
+    let session = crate::observe::session_span("realtime");
     // Small socket buffers: most connections are idle most of the time, and the default 128 KiB read buffer
     // would make each one cost that much whether it is used or not.
     ws.read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(SOCKET_BUFFER_BYTES)
         .max_message_size(max_frame)
         .max_frame_size(max_frame)
-        .on_upgrade(move |socket| connection::run(socket, state, budget))
+        .on_upgrade(move |socket| tracing::Instrument::instrument(connection::run(socket, state, budget), session))
 }

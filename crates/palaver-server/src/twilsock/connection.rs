@@ -46,12 +46,14 @@ pub(crate) async fn upgrade(
     // Tunnelled bodies are JSON (media goes over plain HTTP), so the frame limit bounds what one message can make
     // the server hold without ever cutting off what the SDK sends.
     let max_message = state.limits.max_frame_bytes;
+    // Made here, while the upgrade request's id is known: the session runs in a task of its own.
+    let session = crate::observe::session_span("twilsock");
     // Small socket buffers, as for the realtime gateway: most connections idle most of the time.
     ws.read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(SOCKET_BUFFER_BYTES)
         .max_message_size(max_message)
         .max_frame_size(max_message)
-        .on_upgrade(move |socket| run(socket, state, budget))
+        .on_upgrade(move |socket| tracing::Instrument::instrument(run(socket, state, budget), session))
 }
 /// Read and write buffer of each socket; larger frames are still handled, in several reads or writes.
 const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
