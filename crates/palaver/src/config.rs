@@ -8,6 +8,17 @@ use anyhow::{Context, Result, bail};
 use palaver_api::sid::AccountSid;
 use serde::Deserialize;
 
+/// How log lines are written (`--log-format`, `log_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Flags of `palaver serve`. Every flag also reads its `PALAVER_*` variable.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
@@ -250,6 +261,8 @@ struct FileConfig {
     nats_subject_prefix: Option<String>,
     drain_seconds: Option<f64>,
     limits: Option<LimitArgs>,
+    /// Read before the rest, by [`ServeArgs::log_format_in_config_file`]: logging starts first.
+    log_format: Option<LogFormat>,
 }
 
 /// The resolved settings.
@@ -270,15 +283,22 @@ pub(crate) struct Settings {
     pub(crate) limits: palaver_server::limits::ServerLimits,
 }
 
+impl ServeArgs {
+    /// The config file's `log_format`, if it has one.
+    pub(crate) fn log_format_in_config_file(&self) -> Result<Option<LogFormat>> {
+        Ok(self.config_file()?.log_format)
+    }
+
+    fn config_file(&self) -> Result<FileConfig> {
+        let Some(path) = &self.config else { return Ok(FileConfig::default()) };
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str::<FileConfig>(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
 impl Settings {
     pub(crate) fn resolve(args: ServeArgs) -> Result<Self> {
-        let file = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                toml::from_str::<FileConfig>(&text).with_context(|| format!("parsing {}", path.display()))?
-            }
-            None => FileConfig::default(),
-        };
+        let file = args.config_file()?;
         let gateway = match (
             args.messaging_gateway_url.or(file.messaging_gateway_url),
             args.messaging_gateway_account_sid.or(file.messaging_gateway_account_sid),

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use palaver_core::input::FriendlyName;
 
-use config::{ServeArgs, Settings};
+use config::{LogFormat, ServeArgs, Settings};
 
 /// Palaver: a self-hosted conversations server with a Twilio-compatible REST API.
 #[derive(Debug, Parser)]
@@ -22,17 +22,9 @@ struct Cli {
     command: Command,
     /// How log lines are written to stderr: text for people, json (one object per line, with the request id of
     /// the request being served) for log collectors. PALAVER_LOG sets the levels (e.g. info,palaver_server=debug).
-    #[arg(long, global = true, env = "PALAVER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-}
-
-/// `--log-format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
+    /// For `serve`, also the `log_format` key of its config file. Text when none is given.
+    #[arg(long, global = true, env = "PALAVER_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -301,7 +293,11 @@ fn main() -> Result<()> {
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| "info".into());
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match cli.log_format {
+    let in_config = match &cli.command {
+        Command::Serve(args) => args.log_format_in_config_file()?,
+        _ => None,
+    };
+    match cli.log_format.or(in_config).unwrap_or_default() {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }

@@ -193,3 +193,32 @@ async fn store_operations_are_timed_on_postgresql_too() {
     assert!(text.contains("palaver_db_pool_connections{state=\"idle\"}"), "{text}");
     assert_eq!(metrics.sum("palaver_db_pool_waiting", &[]), 0.0);
 }
+
+#[tokio::test]
+async fn the_log_format_comes_from_the_config_file_unless_a_flag_says_otherwise() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = data_dir.path().join("palaver.toml");
+    std::fs::write(&config, "log_format = \"json\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    let first_line = |args: &[&str]| {
+        let (served, mut log) = serve(data_dir.path(), args);
+        // The server logs its start at the info level.
+        let line = log.next().expect("a log line").unwrap();
+        drop(served);
+        line
+    };
+    let from_file = first_line(&["--config", config]);
+    let parsed: Value = serde_json::from_str(&from_file).unwrap_or_else(|e| panic!("{e}: not JSON: {from_file}"));
+    assert!(parsed["level"].is_string(), "{parsed}");
+    let overridden = first_line(&["--config", config, "--log-format", "text"]);
+    assert!(serde_json::from_str::<Value>(&overridden).is_err(), "a text line: {overridden}");
+    std::fs::write(data_dir.path().join("bad.toml"), "log_format = \"xml\"\n").unwrap();
+    let refused = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(data_dir.path().join("bad.toml"))
+        .env_remove("PALAVER_LOG_FORMAT")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("bad.toml"), "{refused:?}");
+}
