@@ -19,7 +19,9 @@ pub(crate) async fn run(
     url: &str,
     progress: &mut dyn Progress,
 ) -> Result<Summary, ImportError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(|e| pg("connecting", &e))?;
+    let config = palaver_store_postgres::PostgresStore::connection_config(url)
+        .map_err(|e| ImportError::Target(e.to_string()))?;
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| pg("connecting", &e))?;
     let driver = tokio::spawn(connection);
     let result = copy_all(&client, source, tables, progress).await;
     if result.is_err() {

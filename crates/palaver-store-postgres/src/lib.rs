@@ -130,8 +130,10 @@ impl std::fmt::Debug for PostgresStore {
 /// read them from the database).
 const COMMITTED_BUFFER: usize = 4096;
 
-/// Connections the pool keeps at most.
+/// Connections the pool keeps at most, unless the URL's `pool_max_conns` says otherwise.
 const POOL_SIZE: usize = 16;
+/// The largest `pool_max_conns` taken (PostgreSQL's own default `max_connections` is 100 for every client).
+const MAX_POOL_SIZE: usize = 1000;
 
 /// First half of the advisory lock keys (the second is a hash of the schema's name).
 const LOCK_NAMESPACE: i32 = 0x7061_6c00; // "pal\0"
@@ -147,13 +149,14 @@ impl PostgresStore {
     /// [`Error::Storage`] when the URL is malformed, the database cannot be reached or a migration fails.
     ///
     /// A URL that picks a schema (`?options=-c%20search_path%3Dname`) gets that schema created when missing, so
-    /// several deployments (or tests) can share one database, a schema each.
+    /// several deployments (or tests) can share one database, a schema each. `pool_max_conns=N` in the query
+    /// (pgx's name for it) sizes the connection pool (16 by default).
     pub async fn open(url: &str) -> Result<Self> {
-        let config: tokio_postgres::Config = url.parse().map_err(pg)?;
+        let (config, pool_size) = parse_url(url)?;
         if let Some(schema) = config.get_options().and_then(search_path_schema) {
             create_schema(&config, &schema).await?;
         }
-        Self::open_config(config).await
+        Self::open_config(config, pool_size).await
     }
 
     /// Like [`PostgresStore::open`], in schema `schema` of that database (created when missing): every pooled
@@ -168,10 +171,19 @@ impl PostgresStore {
         {
             return Err(Error::Storage(format!("invalid schema name {schema:?}")));
         }
-        let mut config: tokio_postgres::Config = url.parse().map_err(pg)?;
+        let (mut config, pool_size) = parse_url(url)?;
         create_schema(&config, schema).await?;
         config.options(format!("-c search_path={schema}"));
-        Self::open_config(config).await
+        Self::open_config(config, pool_size).await
+    }
+
+    /// The connection settings of `url` without Palaver's own parameters (`pool_max_conns`), for tools that
+    /// connect to the same database directly.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the URL is malformed.
+    pub fn connection_config(url: &str) -> Result<tokio_postgres::Config> {
+        parse_url(url).map(|(config, _)| config)
     }
 
     /// Applies pending migrations to the database at `url` and returns; what `palaver migrate` runs.
@@ -182,10 +194,10 @@ impl PostgresStore {
         Self::open(url).await.map(drop)
     }
 
-    async fn open_config(config: tokio_postgres::Config) -> Result<Self> {
+    async fn open_config(config: tokio_postgres::Config, pool_size: usize) -> Result<Self> {
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
+            .max_size(pool_size)
             .build()
             .map_err(|e| Error::Storage(format!("cannot build the connection pool: {e}")))?;
         let store = Self {
@@ -256,6 +268,26 @@ impl PostgresStore {
 
 /// The schema named by connection options `-c search_path=name` (one plain lowercase name only: a list or a
 /// quoted name is left to the operator to create).
+/// The connection settings of `url` and its pool size: `pool_max_conns=N` is taken out of the query first, as
+/// tokio-postgres refuses parameters it does not know.
+fn parse_url(url: &str) -> Result<(tokio_postgres::Config, usize)> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut pool_size = POOL_SIZE;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        match pair.split_once('=') {
+            Some(("pool_max_conns", value)) => {
+                pool_size = value.parse().ok().filter(|size| (1..=MAX_POOL_SIZE).contains(size)).ok_or_else(|| {
+                    Error::Storage(format!("pool_max_conns must be 1 to {MAX_POOL_SIZE}, not {value:?}"))
+                })?;
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+    Ok((url.parse().map_err(pg)?, pool_size))
+}
+
 fn search_path_schema(options: &str) -> Option<String> {
     let value = options.split_once("search_path=")?.1.split_whitespace().next()?;
     let plain = !value.is_empty()
@@ -572,5 +604,26 @@ impl Tx {
             })
             .collect();
         let _ = committed.send(Arc::new(events));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_size_is_taken_out_of_the_url() {
+        let (config, size) = parse_url("postgres://u@db:5433/app?pool_max_conns=40&application_name=palaver").unwrap();
+        assert_eq!(size, 40);
+        assert_eq!(config.get_dbname(), Some("app"));
+        assert_eq!(config.get_application_name(), Some("palaver"));
+        assert_eq!(parse_url("postgres://u@db/app?pool_max_conns=2").unwrap().1, 2);
+        assert_eq!(parse_url("postgres://u@db/app").unwrap().1, POOL_SIZE);
+        for bad in ["0", "-1", "1001", "many", ""] {
+            let err = parse_url(&format!("postgres://u:secret@db/app?pool_max_conns={bad}")).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("pool_max_conns") && !text.contains("secret"), "{text}");
+        }
+        assert!(parse_url("postgres://u@db/app?no_such_parameter=1").is_err(), "others still go to tokio-postgres");
     }
 }

@@ -348,3 +348,19 @@ async fn an_invalid_schema_name_is_refused() {
     let err = palaver_store_postgres::PostgresStore::open_in_schema(&url, "x; DROP TABLE y").await.unwrap_err();
     assert!(matches!(err, palaver_core::Error::Storage(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn the_url_sizes_the_connection_pool() {
+    let Some(url) = database_url() else { return };
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let sized = format!("{url}{separator}pool_max_conns=3");
+    let store = palaver_store_postgres::PostgresStore::open_in_schema(&sized, &crate::fresh_schema()).await.unwrap();
+    // Six operations at once on three connections: they all complete, and never more than three are open.
+    let reads = (0..6).map(|_| store.webhook_cursor());
+    for cursor in futures_util::future::join_all(reads).await {
+        assert_eq!(cursor.unwrap(), 0);
+    }
+    let pool = store.connection_pool().expect("a pooled store");
+    assert_eq!(pool.max, 3);
+    assert!((1..=3).contains(&pool.open), "{pool:?}");
+}
