@@ -516,7 +516,7 @@ pub struct Connected {
     pub typing_timeout_ms: u64,
     /// Media and email limits.
     pub limits: ConversationLimits,
-    /// Server-chosen id of this connection, for logs.
+    /// Server-chosen id of this connection, for logs (the server's log lines of the session carry it).
     pub session_id: String,
 }
 

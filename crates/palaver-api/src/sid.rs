@@ -22,6 +22,25 @@ pub fn has_sid_shape(value: &str, prefix: &str) -> bool {
     value.len() == 34 && value.starts_with(prefix) && value.as_bytes()[2..].iter().all(u8::is_ascii_hexdigit)
 }
 
+/// A new secret (auth tokens, API key secrets): 64 lowercase hex digits, all 256 bits from the operating
+/// system's random source. Not made from SIDs, whose first 48 bits are a clock reading.
+pub fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    // The OS random source failing is not something a caller can recover from.
+    getrandom::fill(&mut bytes).expect("the operating system's random source is unavailable");
+    hex(&bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0x0f)] as char);
+    }
+    out
+}
+
 /// 32 hex digits: the current time in milliseconds (48 bits), then 80 random bits. SIDs made in order sort in
 /// order, so a database index on them grows at its end instead of touching a random page per new row (which
 /// multiplied the bytes written per message), while 80 random bits keep them unguessable and unique.
@@ -32,13 +51,7 @@ fn time_ordered_hex32() -> String {
     let millis =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(32);
-    for b in bytes {
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 0x0f)] as char);
-    }
-    out
+    hex(&bytes)
 }
 
 macro_rules! define_sid {
@@ -209,6 +222,16 @@ mod tests {
         ] {
             assert!(ConversationSid::parse(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn secrets_are_random_through_and_through() {
+        let (a, b) = (random_secret(), random_secret());
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{a}");
+        // No shared clock prefix: two secrets made within a millisecond differ from their first digits on
+        // (a chance of 1 in 2^32 that the first eight agree).
+        assert_ne!(a[..8], b[..8]);
     }
 
     #[test]

@@ -1155,7 +1155,7 @@ impl Palaver {
     /// # Errors
     /// Storage failures only.
     pub async fn create_api_key(&self, friendly_name: FriendlyName) -> Result<ApiKey> {
-        let secret = ApiKeySid::generate().as_str()[2..].to_string() + &ApiKeySid::generate().as_str()[2..];
+        let secret = palaver_api::sid::random_secret();
         self.store
             .create_api_key(ApiKey {
                 sid: ApiKeySid::generate(),

@@ -34,7 +34,7 @@ pub(crate) fn current_request_id() -> Option<Arc<str>> {
 /// upgrade request's span, and its log lines carry that request's id in this one instead.
 pub(crate) fn session_span(api: &'static str) -> tracing::Span {
     let request_id = current_request_id().unwrap_or_else(|| Arc::from(""));
-    tracing::info_span!(parent: None, "session", api, request_id = %request_id)
+    tracing::info_span!(parent: None, "session", api, request_id = %request_id, session_id = tracing::field::Empty)
 }
 
 /// The caller's id when it is 1 to 128 visible ASCII characters without quotes or backslashes (so that it is

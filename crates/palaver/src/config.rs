@@ -405,8 +405,7 @@ fn stored_or_generated(data_dir: &Path) -> Result<(String, String)> {
     }
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let account_sid = AccountSid::generate().to_string();
-    // Two random SIDs' hex digits make a 64-hex-digit token.
-    let auth_token = format!("{}{}", &AccountSid::generate().as_str()[2..], &AccountSid::generate().as_str()[2..]);
+    let auth_token = palaver_api::sid::random_secret();
     let stored = StoredCredentials { account_sid: account_sid.clone(), auth_token: auth_token.clone() };
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

@@ -399,6 +399,8 @@ impl Connection {
             connection.subscribed.insert(sid.clone());
             connection.joined.insert(sid);
         }
+        let session_id = palaver_api::sid::random_secret()[..16].to_string();
+        tracing::Span::current().record("session_id", session_id.as_str());
         let connected = Connected {
             identity: connection.session.identity().as_str().to_string(),
             service_sid: service.to_string(),
@@ -407,7 +409,7 @@ impl Connection {
             token_expires_at: palaver_core::event::rfc3339(connection.token.expires_at),
             typing_timeout_ms: connection.state.palaver.typing_timeout().as_millis() as u64,
             limits: calls::limits(),
-            session_id: palaver_api::sid::ApiKeySid::generate().as_str()[2..18].to_string(),
+            session_id,
         };
         Ok((connection, connected))
     }
