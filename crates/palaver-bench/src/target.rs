@@ -311,8 +311,9 @@ impl Target {
 
 /// `DROP SCHEMA … CASCADE` on the database the schema was made in.
 async fn drop_schema(schema: &Schema) -> Result<()> {
-    let (client, connection) =
-        tokio_postgres::connect(&schema.base_url, tokio_postgres::NoTls).await.map_err(invalid)?;
+    // The URL may carry the servers' own parameters (`pool_max_conns`), which tokio-postgres refuses.
+    let config = palaver_store_postgres::PostgresStore::connection_config(&schema.base_url).map_err(invalid)?;
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(invalid)?;
     let connection = tokio::spawn(connection);
     let dropped = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", schema.name)).await;
     drop(client);
