@@ -80,18 +80,9 @@ export function fromRestMessage(m: RestMessage): Message {
   };
 }
 
+/** A realtime message has every field a REST one has, under the same names. */
 export function fromMessageInfo(m: MessageInfo): Message {
-  return {
-    sid: m.sid,
-    index: m.index,
-    author: m.author,
-    body: m.body,
-    subject: m.subject,
-    attributes: m.attributes,
-    media: m.media ?? [],
-    delivery: m.delivery,
-    dateCreated: m.date_created,
-  };
+  return fromRestMessage(m);
 }
 
 export function fromRestParticipant(p: RestParticipant): Participant {
