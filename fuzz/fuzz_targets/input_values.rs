@@ -10,21 +10,32 @@
 use libfuzzer_sys::fuzz_target;
 use palaver_api::sid::{ConversationSid, has_sid_shape};
 use palaver_core::input::{
-    Address, Attributes, FriendlyName, Identity, MAX_CONVERSATION_ATTRIBUTES_BYTES, MAX_FRIENDLY_NAME_CHARS,
-    MAX_IDENTIFIER_CHARS, MAX_SMALL_ATTRIBUTES_BYTES, NotificationLevel, TimerDuration, UniqueName,
+    Address, Attributes, FriendlyName, Identity, MAX_ATTRIBUTE_DEPTH, MAX_CONVERSATION_ATTRIBUTES_BYTES,
+    MAX_FRIENDLY_NAME_CHARS, MAX_IDENTIFIER_CHARS, MAX_SMALL_ATTRIBUTES_BYTES, NotificationLevel, TimerDuration,
+    UniqueName,
 };
 
 fn attributes(raw: &str, limit: usize) {
+    // How deep the document nests (an array or object is one level), or None when it is not JSON.
+    let depth = serde_json::from_str::<serde_json::Value>(raw).ok().map(|value| nesting(&value));
     match Attributes::parse("Attributes", raw, limit) {
         Ok(attributes) => {
             assert!(raw.len() <= limit);
             assert_eq!(attributes.as_str(), raw, "attributes are kept as sent");
-            serde_json::from_str::<serde::de::IgnoredAny>(raw).expect("accepted attributes are JSON");
+            assert!(depth.is_some_and(|d| d <= MAX_ATTRIBUTE_DEPTH), "accepted attributes are JSON within the depth");
         }
         Err(err) => {
             assert_eq!(err.field, "Attributes");
-            assert!(raw.len() > limit || serde_json::from_str::<serde_json::Value>(raw).is_err(), "{raw:?} refused");
+            assert!(raw.len() > limit || depth.is_none_or(|d| d > MAX_ATTRIBUTE_DEPTH), "{raw:?} refused");
         }
+    }
+}
+
+fn nesting(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+        serde_json::Value::Object(fields) => 1 + fields.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
     }
 }
 
