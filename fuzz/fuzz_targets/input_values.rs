@@ -16,27 +16,40 @@ use palaver_core::input::{
 };
 
 fn attributes(raw: &str, limit: usize) {
-    // How deep the document nests (an array or object is one level), or None when it is not JSON.
-    let depth = serde_json::from_str::<serde_json::Value>(raw).ok().map(|value| nesting(&value));
+    let json = serde_json::from_str::<serde::de::IgnoredAny>(raw).is_ok();
+    let within_depth = nesting(raw) <= MAX_ATTRIBUTE_DEPTH;
     match Attributes::parse("Attributes", raw, limit) {
         Ok(attributes) => {
             assert!(raw.len() <= limit);
             assert_eq!(attributes.as_str(), raw, "attributes are kept as sent");
-            assert!(depth.is_some_and(|d| d <= MAX_ATTRIBUTE_DEPTH), "accepted attributes are JSON within the depth");
+            assert!(json && within_depth, "accepted attributes are JSON within the depth limit");
         }
         Err(err) => {
             assert_eq!(err.field, "Attributes");
-            assert!(raw.len() > limit || depth.is_none_or(|d| d > MAX_ATTRIBUTE_DEPTH), "{raw:?} refused");
+            assert!(raw.len() > limit || !json || !within_depth, "{raw:?} refused");
         }
     }
 }
 
-fn nesting(value: &serde_json::Value) -> usize {
-    match value {
-        serde_json::Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
-        serde_json::Value::Object(fields) => 1 + fields.values().map(nesting).max().unwrap_or(0),
-        _ => 0,
+/// How deep a JSON text nests (an array or object is one level), counting brackets outside strings.
+fn nesting(raw: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for c in raw.chars() {
+        match (in_string, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (true, false, '"') => in_string = false,
+            (true, false, _) => {}
+            (false, _, '"') => in_string = true,
+            (false, _, '[' | '{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (false, _, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
     }
+    deepest
 }
 
 /// Durations as the REST API reads `Timers.Inactive` and `Timers.Closed`, with and without the minimums; or,
